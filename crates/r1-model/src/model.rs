@@ -1,0 +1,299 @@
+//! The decoder-only transformer of the Llama family (Llama 2/3, SmolLM/SmolLM2, Mistral,
+//! Qwen2). One forward pass serves sampling (with a [`KvCache`], fused kernels) and
+//! training (autodiff through every op); it returns final hidden states, not logits, so
+//! callers choose how to project to the vocabulary (chunked, see `logprobs`).
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::layers::{rms_norm, rope, softmax_last, Linear, Mlp, Mode};
+use candle_core::{DType, Device, Result, Tensor, D};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub input_norm: Tensor,
+    pub attn: Attention,
+    pub post_norm: Tensor,
+    pub mlp: Mlp,
+}
+
+/// Weights by their Hugging Face names; what loaders produce and savers consume.
+pub type NamedTensors = HashMap<String, Tensor>;
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub cfg: ModelConfig,
+    pub embed: Tensor,
+    pub blocks: Vec<Block>,
+    pub norm: Tensor,
+    /// `[vocab, hidden]`; the embedding itself when embeddings are tied.
+    pub lm_head: Tensor,
+    inv_freq: Tensor,
+}
+
+/// Names of every weight the architecture needs, in a stable order.
+pub fn parameter_names(cfg: &ModelConfig) -> Vec<String> {
+    let mut names = vec!["model.embed_tokens.weight".to_string()];
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        names.push(format!("{p}.input_layernorm.weight"));
+        for m in ["q_proj", "k_proj", "v_proj"] {
+            names.push(format!("{p}.self_attn.{m}.weight"));
+            if cfg.attention_bias {
+                names.push(format!("{p}.self_attn.{m}.bias"));
+            }
+        }
+        names.push(format!("{p}.self_attn.o_proj.weight"));
+        names.push(format!("{p}.post_attention_layernorm.weight"));
+        for m in ["gate_proj", "up_proj", "down_proj"] {
+            names.push(format!("{p}.mlp.{m}.weight"));
+        }
+    }
+    names.push("model.norm.weight".to_string());
+    if !cfg.tie_word_embeddings {
+        names.push("lm_head.weight".to_string());
+    }
+    names
+}
+
+/// The shape each named weight must have.
+pub fn parameter_shape(cfg: &ModelConfig, name: &str) -> Vec<usize> {
+    let h = cfg.hidden_size;
+    let q = cfg.num_attention_heads * cfg.head_dim;
+    let kv = cfg.num_key_value_heads * cfg.head_dim;
+    let i = cfg.intermediate_size;
+    let last = |s: &str| name.ends_with(s);
+    if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
+        vec![cfg.vocab_size, h]
+    } else if last("layernorm.weight") || name == "model.norm.weight" {
+        vec![h]
+    } else if last("q_proj.weight") {
+        vec![q, h]
+    } else if last("k_proj.weight") || last("v_proj.weight") {
+        vec![kv, h]
+    } else if last("q_proj.bias") {
+        vec![q]
+    } else if last("k_proj.bias") || last("v_proj.bias") {
+        vec![kv]
+    } else if last("o_proj.weight") {
+        vec![h, q]
+    } else if last("gate_proj.weight") || last("up_proj.weight") {
+        vec![i, h]
+    } else if last("down_proj.weight") {
+        vec![h, i]
+    } else {
+        vec![]
+    }
+}
+
+impl Model {
+    /// Assembles the model from named tensors, checking every name and shape.
+    pub fn from_tensors(
+        cfg: &ModelConfig,
+        w: &NamedTensors,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        for name in parameter_names(cfg) {
+            let t = w
+                .get(&name)
+                .ok_or_else(|| anyhow::anyhow!("missing weight `{name}`"))?;
+            let want = parameter_shape(cfg, &name);
+            if t.dims() != want.as_slice() {
+                anyhow::bail!(
+                    "weight `{name}` has shape {:?}, expected {want:?}",
+                    t.dims()
+                );
+            }
+        }
+        let get = |n: &str| w[n].clone();
+        let lin = |n: &str| Linear {
+            weight: get(&format!("{n}.weight")),
+            bias: w.get(&format!("{n}.bias")).cloned(),
+        };
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let p = format!("model.layers.{i}");
+                Block {
+                    input_norm: get(&format!("{p}.input_layernorm.weight")),
+                    attn: Attention {
+                        q: lin(&format!("{p}.self_attn.q_proj")),
+                        k: lin(&format!("{p}.self_attn.k_proj")),
+                        v: lin(&format!("{p}.self_attn.v_proj")),
+                        o: lin(&format!("{p}.self_attn.o_proj")),
+                    },
+                    post_norm: get(&format!("{p}.post_attention_layernorm.weight")),
+                    mlp: Mlp {
+                        gate: lin(&format!("{p}.mlp.gate_proj")),
+                        up: lin(&format!("{p}.mlp.up_proj")),
+                        down: lin(&format!("{p}.mlp.down_proj")),
+                    },
+                }
+            })
+            .collect();
+        let embed = get("model.embed_tokens.weight");
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            get("lm_head.weight")
+        };
+        let inv_freq = Tensor::new(cfg.rope_inv_freq(), device)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed,
+            blocks,
+            norm: get("model.norm.weight"),
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.embed.dtype()
+    }
+
+    /// Final hidden states `[b, t, hidden]` for token ids `[b, t]` at `positions` `[b, t]`
+    /// (u32; rows of a left-padded batch start later). `mask` is additive, broadcastable
+    /// to `[b, 1, t, keys]`; with a cache, keys are all cached positions plus the new ones.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let dtype = self.dtype();
+        let mut x = self
+            .embed
+            .embedding(&ids.flatten_all()?)?
+            .reshape((b, t, ()))?;
+        // RoPE angles per row and position: [b, t, d/2].
+        let pos = positions.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let freqs = pos.broadcast_mul(&self.inv_freq.reshape((1, 1, ()))?)?;
+        let cos = freqs.cos()?.to_dtype(dtype)?;
+        let sin = freqs.sin()?.to_dtype(dtype)?;
+        let mask = mask.map(|m| m.to_dtype(dtype)).transpose()?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let h = rms_norm(&x, &block.input_norm, self.cfg.rms_norm_eps, mode)?;
+            let a = self.attention(
+                i,
+                &block.attn,
+                &h,
+                &cos,
+                &sin,
+                mask.as_ref(),
+                cache.as_deref_mut(),
+                mode,
+            )?;
+            x = (x + a)?;
+            let h = rms_norm(&x, &block.post_norm, self.cfg.rms_norm_eps, mode)?;
+            x = (&x + block.mlp.forward(&h, mode)?)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, mode)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: usize,
+        attn: &Attention,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim,
+        );
+        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2);
+        let q = rope(&split(attn.q.forward(x)?, nh)?, cos, sin, mode)?;
+        let k = rope(&split(attn.k.forward(x)?, nkv)?, cos, sin, mode)?;
+        let v = split(attn.v.forward(x)?, nkv)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(layer, &k, &v)?,
+            None => (k, v.contiguous()?),
+        };
+        let s = k.dim(2)?;
+        // Grouped-query attention without copying K/V: fold the query heads that share a
+        // KV head into the row dimension, [b, nkv, rep*t, d].
+        let rep = nh / nkv;
+        let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match mask {
+            Some(m) => scores
+                .reshape((b, nkv, rep, t, s))?
+                .broadcast_add(&m.unsqueeze(1)?)?
+                .reshape((b, nkv, rep * t, s))?,
+            None => scores,
+        };
+        let probs = softmax_last(&scores, mode)?;
+        let out = probs.matmul(&v)?; // [b, nkv, rep*t, d]
+        let out = out
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        attn.o.forward(&out)
+    }
+}
+
+/// Large negative used for masked attention scores: finite so a fully masked row (a
+/// padding query) gives a uniform softmax instead of NaN, which would poison gradients.
+pub fn mask_value(dtype: DType) -> f32 {
+    match dtype {
+        DType::F16 => -6.0e4,
+        _ => -1.0e9,
+    }
+}
+
+/// Additive mask `[b, 1, t, past + t]` for `t` new tokens after `past` cached ones, where
+/// row `r`'s first `pad[r]` positions are left padding.
+pub fn causal_mask(pad: &[usize], past: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let s = past + t;
+    let neg = mask_value(DType::F32);
+    let mut m = vec![0f32; pad.len() * t * s];
+    for (r, &p) in pad.iter().enumerate() {
+        for i in 0..t {
+            let qpos = past + i;
+            let row = &mut m[(r * t + i) * s..(r * t + i + 1) * s];
+            for (j, v) in row.iter_mut().enumerate() {
+                if j > qpos || j < p {
+                    *v = neg;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(m, (pad.len(), 1, t, s), device)
+}
+
+/// Positions `[b, t]` for tokens `past..past+t` of rows with `pad[r]` left-padding tokens.
+pub fn positions(pad: &[usize], past: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let mut p = Vec::with_capacity(pad.len() * t);
+    for &pr in pad {
+        for i in 0..t {
+            p.push((past + i).saturating_sub(pr) as u32);
+        }
+    }
+    Tensor::from_vec(p, (pad.len(), t), device)
+}

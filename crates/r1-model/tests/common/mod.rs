@@ -1,0 +1,29 @@
+#![allow(dead_code)]
+use candle_core::{DType, Device, Tensor};
+use r1_model::model::{causal_mask, positions};
+use r1_model::{LoadedModel, Mode, Model};
+use std::path::PathBuf;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+pub fn load(name: &str, dtype: DType) -> LoadedModel {
+    r1_model::load_path(&fixture(name), &Device::Cpu, dtype).unwrap()
+}
+
+/// Full logits `[b, t, vocab]` for a left-padded batch given its 0/1 attention mask.
+pub fn logits(model: &Model, ids: &Tensor, attn: &[Vec<i64>], mode: Mode) -> Tensor {
+    let (_b, t) = ids.dims2().unwrap();
+    let pads: Vec<usize> = attn
+        .iter()
+        .map(|r| r.iter().take_while(|&&m| m == 0).count())
+        .collect();
+    let dev = ids.device();
+    let pos = positions(&pads, 0, t, dev).unwrap();
+    let mask = causal_mask(&pads, 0, t, dev).unwrap();
+    let h = model.forward(ids, &pos, Some(&mask), None, mode).unwrap();
+    h.broadcast_matmul(&model.lm_head.t().unwrap()).unwrap()
+}
