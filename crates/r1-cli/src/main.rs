@@ -1,1 +1,47 @@
-fn main() {}
+//! `r1`: train language models to reason the DeepSeek-R1 way.
+
+mod cmd;
+mod device;
+mod prompts;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "r1",
+    version,
+    about = "DeepSeek-R1-style reasoning RL for open models, in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample completions from a model.
+    Generate(cmd::generate::Args),
+    /// Convert a model (GGUF or HF folder) to a Hugging Face folder.
+    Convert(cmd::convert::Args),
+    /// Benchmark generation, training and matmul throughput.
+    Bench(cmd::bench::Args),
+    /// Install the default model into the local cache (done on first use otherwise).
+    Setup,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Setup => {
+            r1_model::registry::install_default().map(|p| println!("{}", p.display()))
+        }
+    };
+    if let Err(e) = result {
+        // One line, the whole cause chain, no backtrace.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -15,6 +15,8 @@ pub struct SamplingParams {
     /// Keep the `top_k` most likely tokens (0 = off).
     pub top_k: usize,
     pub max_new_tokens: usize,
+    /// End-of-sequence tokens are suppressed until this many tokens exist.
+    pub min_new_tokens: usize,
     /// Generation stops once the completion text contains one of these; the text is cut
     /// before it.
     pub stop: Vec<String>,
@@ -28,6 +30,7 @@ impl Default for SamplingParams {
             top_p: 1.0,
             top_k: 0,
             max_new_tokens: 256,
+            min_new_tokens: 0,
             stop: vec![],
             seed: 0,
         }

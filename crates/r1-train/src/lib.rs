@@ -1,0 +1,7 @@
+//! r1-train: everything that updates weights.
+
+pub mod optim;
+pub mod trainable;
+
+pub use optim::{AdamW, AdamWConfig, Schedule};
+pub use trainable::Trainable;

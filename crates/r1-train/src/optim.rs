@@ -1,0 +1,310 @@
+//! AdamW with global-norm gradient clipping and a learning-rate schedule.
+//!
+//! On CPU the update is one fused, multithreaded pass over each parameter's storage,
+//! done in place: candle-nn's AdamW builds ~10 temporary tensors per parameter and
+//! took 3–4 s per step for 135M parameters. Elsewhere it falls back to tensor ops.
+
+use anyhow::Result;
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    Linear,
+    Cosine,
+}
+
+/// Learning rate at `step` (0-based): linear warm-up, then the schedule's decay to 0
+/// at `total` steps.
+pub fn lr_at(base: f64, schedule: Schedule, warmup: usize, total: usize, step: usize) -> f64 {
+    if warmup > 0 && step < warmup {
+        return base * (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    let progress = ((step - warmup.min(step)) as f64 / span).clamp(0.0, 1.0);
+    match schedule {
+        Schedule::Constant => base,
+        Schedule::Linear => base * (1.0 - progress),
+        Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// First and second moments of one parameter, kept as host vectors on CPU.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Moments {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+pub struct AdamW {
+    pub cfg: AdamWConfig,
+    /// Updates taken so far (for bias correction).
+    pub t: u64,
+    pub state: Vec<Mutex<Moments>>,
+}
+
+/// Outcome of one optimizer step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// Global L2 norm of the gradients before clipping.
+    pub grad_norm: f64,
+    /// False when the norm was NaN/inf and the update was skipped.
+    pub applied: bool,
+}
+
+struct FusedStep<'a> {
+    moments: &'a Mutex<Moments>,
+    lr: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    wd: f32,
+    scale: f32,
+    bc1: f32,
+    bc2: f32,
+}
+
+impl InplaceOp2 for FusedStep<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (dst, gs) else {
+            candle_core::bail!("fused AdamW supports f32 parameters on CPU");
+        };
+        let (Some((p0, p1)), Some((g0, g1))) =
+            (dst_l.contiguous_offsets(), gl.contiguous_offsets())
+        else {
+            candle_core::bail!("fused AdamW needs contiguous tensors");
+        };
+        let p = &mut p[p0..p1];
+        let g = &g[g0..g1];
+        let mut st = self.moments.lock().unwrap();
+        if st.m.len() != p.len() {
+            st.m = vec![0.0; p.len()];
+            st.v = vec![0.0; p.len()];
+        }
+        let Moments { m, v } = &mut *st;
+        const CHUNK: usize = 1 << 14;
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for i in 0..p.len() {
+                    let gi = g[i] * self.scale;
+                    m[i] = self.b1 * m[i] + (1.0 - self.b1) * gi;
+                    v[i] = self.b2 * v[i] + (1.0 - self.b2) * gi * gi;
+                    let mhat = m[i] / self.bc1;
+                    let vhat = v[i] / self.bc2;
+                    p[i] -= self.lr * (mhat / (vhat.sqrt() + self.eps) + self.wd * p[i]);
+                }
+            });
+        Ok(())
+    }
+}
+
+impl AdamW {
+    pub fn new(cfg: AdamWConfig, num_params: usize) -> Self {
+        Self {
+            cfg,
+            t: 0,
+            state: (0..num_params)
+                .map(|_| Mutex::new(Moments::default()))
+                .collect(),
+        }
+    }
+
+    /// Global L2 norm of the gradients present in `grads`.
+    pub fn grad_norm(vars: &[Var], grads: &GradStore) -> Result<f64> {
+        let mut sq = 0f64;
+        for v in vars {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                sq += g
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
+            }
+        }
+        Ok(sq.sqrt())
+    }
+
+    /// One update with learning rate `lr`; gradients are scaled so their global norm is
+    /// at most `max_grad_norm` (0 = no clipping). A non-finite norm skips the update, so
+    /// a NaN never reaches the weights.
+    pub fn step(
+        &mut self,
+        vars: &[Var],
+        grads: &GradStore,
+        lr: f64,
+        max_grad_norm: f64,
+    ) -> Result<StepInfo> {
+        let norm = Self::grad_norm(vars, grads)?;
+        if !norm.is_finite() {
+            return Ok(StepInfo {
+                grad_norm: norm,
+                applied: false,
+            });
+        }
+        let scale = if max_grad_norm > 0.0 && norm > max_grad_norm {
+            max_grad_norm / (norm + 1e-6)
+        } else {
+            1.0
+        };
+        self.t += 1;
+        let c = &self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(self.t as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.t as i32);
+        for (i, var) in vars.iter().enumerate() {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g = g.contiguous()?;
+            if var.device().is_cpu() && var.dtype() == candle_core::DType::F32 {
+                let op = FusedStep {
+                    moments: &self.state[i],
+                    lr: lr as f32,
+                    b1: c.beta1 as f32,
+                    b2: c.beta2 as f32,
+                    eps: c.eps as f32,
+                    wd: c.weight_decay as f32,
+                    scale: scale as f32,
+                    bc1: bc1 as f32,
+                    bc2: bc2 as f32,
+                };
+                var.as_tensor().inplace_op2(&g, &op)?;
+            } else {
+                self.step_tensor_ops(i, var, &g, lr, scale, bc1, bc2)?;
+            }
+        }
+        Ok(StepInfo {
+            grad_norm: norm,
+            applied: true,
+        })
+    }
+
+    /// Device-agnostic fallback (GPU, half precision): moments kept on the host.
+    #[allow(clippy::too_many_arguments)]
+    fn step_tensor_ops(
+        &self,
+        i: usize,
+        var: &Var,
+        g: &Tensor,
+        lr: f64,
+        scale: f64,
+        bc1: f64,
+        bc2: f64,
+    ) -> Result<()> {
+        let c = &self.cfg;
+        let dev = var.device();
+        let dtype = var.dtype();
+        let shape = var.shape().clone();
+        let mut st = self.state[i].lock().unwrap();
+        let n = var.elem_count();
+        if st.m.len() != n {
+            st.m = vec![0.0; n];
+            st.v = vec![0.0; n];
+        }
+        let g = (g.to_dtype(candle_core::DType::F32)? * scale)?;
+        let m = Tensor::from_slice(&st.m, shape.clone(), dev)?;
+        let v = Tensor::from_slice(&st.v, shape.clone(), dev)?;
+        let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+        let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+        let p = var.as_tensor().to_dtype(candle_core::DType::F32)?;
+        let upd = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
+        let p = (&p - ((upd + (&p * c.weight_decay)?)? * lr)?)?;
+        var.set(&p.to_dtype(dtype)?)?;
+        st.m = m.flatten_all()?.to_vec1()?;
+        st.v = v.flatten_all()?.to_vec1()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_step_matches_the_adamw_formula() {
+        let p = Var::new(&[1.0f32, -2.0, 0.5], &Device::Cpu).unwrap();
+        let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap(); // grad = p
+        let grads = loss.backward().unwrap();
+        let mut opt = AdamW::new(
+            AdamWConfig {
+                weight_decay: 0.1,
+                ..Default::default()
+            },
+            1,
+        );
+        let info = opt.step(&[p.clone()], &grads, 0.01, 0.0).unwrap();
+        assert!(info.applied);
+        assert!((info.grad_norm - (1.0f64 + 4.0 + 0.25).sqrt()).abs() < 1e-6);
+        // Step 1: mhat = g, vhat = g², update = g/(|g|+eps) + wd·p = sign(g) + 0.1·p.
+        let got = p.as_tensor().to_vec1::<f32>().unwrap();
+        for (x, want) in got
+            .iter()
+            .zip([1.0f32, -2.0, 0.5].map(|x| x - 0.01 * (x.signum() + 0.1 * x)))
+        {
+            assert!((x - want).abs() < 1e-6, "{x} vs {want}");
+        }
+    }
+
+    #[test]
+    fn clipping_scales_the_gradient_and_nan_skips_the_update() {
+        let p = Var::new(&[3.0f32, 4.0], &Device::Cpu).unwrap();
+        let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
+        let grads = loss.backward().unwrap();
+        let mut opt = AdamW::new(AdamWConfig::default(), 1);
+        let info = opt.step(&[p.clone()], &grads, 0.1, 1.0).unwrap();
+        assert!((info.grad_norm - 5.0).abs() < 1e-6);
+        let bad = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * f64::NAN).unwrap();
+        let before = p.as_tensor().to_vec1::<f32>().unwrap();
+        let info = opt
+            .step(&[p.clone()], &bad.backward().unwrap(), 0.1, 1.0)
+            .unwrap();
+        assert!(!info.applied);
+        assert_eq!(p.as_tensor().to_vec1::<f32>().unwrap(), before);
+    }
+
+    #[test]
+    fn schedules_warm_up_then_decay() {
+        assert_eq!(lr_at(1.0, Schedule::Constant, 2, 10, 0), 0.5);
+        assert_eq!(lr_at(1.0, Schedule::Constant, 2, 10, 5), 1.0);
+        assert!((lr_at(1.0, Schedule::Linear, 0, 10, 5) - 0.5).abs() < 1e-12);
+        assert!((lr_at(1.0, Schedule::Cosine, 0, 10, 5) - 0.5).abs() < 1e-12);
+        assert!(lr_at(1.0, Schedule::Cosine, 0, 10, 10).abs() < 1e-12);
+    }
+}
