@@ -3,7 +3,7 @@
 //! differentiable composites for training. Keeping both behind one function is what
 //! lets the sampler and the trainer share a single model definition.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{Result, Tensor, D};
 
 /// Which kernels to run: candle's fused ops silently drop gradients, so training
 /// must use the composite ones.
@@ -41,8 +41,9 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
     match mode {
         Mode::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
         Mode::Train => {
+            // Accumulate in f32 for half types; keep f64 as f64 (gradient checks need it).
             let dtype = x.dtype();
-            let x32 = x.to_dtype(DType::F32)?;
+            let x32 = x.to_dtype(crate::logprobs::compute_dtype(dtype))?;
             let ms = x32.sqr()?.mean_keepdim(D::Minus1)?;
             let normed = x32.broadcast_div(&(ms + eps)?.sqrt()?)?;
             normed.to_dtype(dtype)?.broadcast_mul(weight)

@@ -8,6 +8,14 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor,
 /// Rows of logits materialised at a time.
 pub const DEFAULT_CHUNK_ROWS: usize = 256;
 
+/// Softmax statistics are accumulated in f32 for half-precision models, else natively.
+pub fn compute_dtype(d: candle_core::DType) -> candle_core::DType {
+    match d {
+        candle_core::DType::F16 | candle_core::DType::BF16 => candle_core::DType::F32,
+        other => other,
+    }
+}
+
 /// Per-row results of the chunked projection.
 pub struct TokenStats {
     /// `[n]` log-probability of each target token.
@@ -36,7 +44,7 @@ pub fn token_logprobs_no_grad(
         let len = chunk_rows.min(n - start);
         let h = hidden.narrow(0, start, len)?;
         let tgt = targets.narrow(0, start, len)?.contiguous()?;
-        let logits = (h.matmul(&w.t()?)? * inv_t)?.to_dtype(candle_core::DType::F32)?;
+        let logits = (h.matmul(&w.t()?)? * inv_t)?.to_dtype(compute_dtype(h.dtype()))?;
         let max = logits.max_keepdim(D::Minus1)?;
         let shifted = logits.broadcast_sub(&max)?;
         let sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?;
@@ -156,9 +164,14 @@ impl CustomOp2 for ChunkedLogprobGrad {
             let len = self.chunk_rows.min(n - start);
             let h = hidden.narrow(0, start, len)?;
             let tgt = self.targets.narrow(0, start, len)?.contiguous()?;
-            let g = grad.narrow(0, start, len)?.unsqueeze(1)?; // [c, 1]
+            let g = grad
+                .narrow(0, start, len)?
+                .unsqueeze(1)?
+                .to_dtype(w.dtype())?; // [c, 1]
             let logits = (h.matmul(&w.t()?)? * self.inv_temp)?;
-            let p = candle_nn::ops::softmax_last_dim(&logits)?;
+            let p =
+                candle_nn::ops::softmax_last_dim(&logits.to_dtype(compute_dtype(logits.dtype()))?)?
+                    .to_dtype(logits.dtype())?;
             // ∂z = (onehot − p)·g/T: the dense part, then g/T added at each row's target.
             let dz = (p.broadcast_mul(&g)? * (-self.inv_temp))?;
             let dz = dz.scatter_add(&tgt.unsqueeze(1)?, &(g * self.inv_temp)?, 1)?;

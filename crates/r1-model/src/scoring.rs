@@ -7,14 +7,14 @@ use crate::layers::Mode;
 use crate::logprobs::{token_logprobs, token_logprobs_no_grad, DEFAULT_CHUNK_ROWS};
 use crate::model::{causal_mask, positions, Model};
 use anyhow::Result;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 pub struct CompletionScores {
     /// `[b, t]` log-probability of each completion token (0 where padded).
     pub logprobs: Tensor,
     /// `[b, t]` entropy of the distribution at each completion position, if asked for.
     pub entropy: Option<Tensor>,
-    /// `[b, t]` 1 for real completion tokens, 0 for padding (f32).
+    /// `[b, t]` 1 for real completion tokens, 0 for padding (dtype of `logprobs`).
     pub mask: Tensor,
 }
 
@@ -82,8 +82,8 @@ pub fn completion_logprobs(
             DEFAULT_CHUNK_ROWS,
         )?,
     };
-    let mask = Tensor::from_vec(mask, (b, t), device)?;
-    let lp = stats.logprobs.reshape((b, t))?.to_dtype(DType::F32)?;
+    let lp = stats.logprobs.reshape((b, t))?;
+    let mask = Tensor::from_vec(mask, (b, t), device)?.to_dtype(lp.dtype())?;
     Ok(CompletionScores {
         logprobs: (lp * &mask)?,
         entropy: stats.entropy.map(|e| e.reshape((b, t))).transpose()?,
