@@ -25,6 +25,10 @@ enum Command {
     Convert(cmd::convert::Args),
     /// Benchmark generation, training and matmul throughput.
     Bench(cmd::bench::Args),
+    /// Check predicted answers against references (JSONL {"gold", "pred"} per line).
+    Verify(cmd::verify::Args),
+    /// Score completions with reward functions (JSONL in, JSONL out).
+    Reward(cmd::reward::Args),
     /// Install the default model into the local cache (done on first use otherwise).
     Setup,
 }
@@ -38,10 +42,19 @@ fn main() {
         Command::Setup => {
             r1_model::registry::install_default().map(|p| println!("{}", p.display()))
         }
+        // These go on past bad lines; the exit status says whether any failed.
+        Command::Verify(a) => cmd::verify::run(a).map(exit_unless),
+        Command::Reward(a) => cmd::reward::run(a).map(exit_unless),
     };
     if let Err(e) = result {
         // One line, the whole cause chain, no backtrace.
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+fn exit_unless(ok: bool) {
+    if !ok {
+        std::process::exit(2);
     }
 }

@@ -89,10 +89,12 @@ pub fn load_tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tokenizer> {
     let cpath = dir.join("tokenizer_config.json");
     let tc = read_json_opt(&cpath)?.unwrap_or(Value::Null);
     let mut template = chat_template_field(&tc["chat_template"]);
+    let mut template_file = cpath.clone();
     // Newer exports keep the template in its own file.
     let jinja = dir.join("chat_template.jinja");
     if template.is_none() && jinja.exists() {
         template = Some(std::fs::read_to_string(&jinja).map_err(in_file(&jinja))?);
+        template_file = jinja;
     }
     let mut tok = Tokenizer::from_json(
         json,
@@ -105,7 +107,7 @@ pub fn load_tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tokenizer> {
     .map_err(|e| {
         // A template error is the tokenizer_config's fault, not tokenizer.json's.
         if e.to_string().contains("chat template") {
-            anyhow::anyhow!("{}: {e}", cpath.display())
+            anyhow::anyhow!("{}: {}", template_file.display(), e.to_string().replace(&format!("{}: ", tpath.display()), ""))
         } else {
             e
         }
