@@ -47,8 +47,10 @@ fn main() {
         Command::Reward(a) => cmd::reward::run(a).map(exit_unless),
     };
     if let Err(e) = result {
-        // One line, the whole cause chain, no backtrace.
-        eprintln!("error: {e:#}");
+        // One line, the whole cause chain, no backtrace (candle appends one to its
+        // messages when RUST_BACKTRACE is set).
+        let msg = format!("{e:#}");
+        eprintln!("error: {}", msg.lines().next().unwrap_or_default().trim_end());
         std::process::exit(1);
     }
 }
