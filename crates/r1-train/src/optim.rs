@@ -135,6 +135,24 @@ impl InplaceOp2 for FusedStep<'_> {
     }
 }
 
+/// The gradients of `vars` in a backward pass's store, in the same order.
+pub fn grads_of(vars: &[Var], store: &GradStore) -> Vec<Option<Tensor>> {
+    vars.iter().map(|v| store.get(v.as_tensor()).cloned()).collect()
+}
+
+/// Adds a micro-batch's gradients into an accumulator (gradient accumulation).
+pub fn accumulate(acc: &mut [Option<Tensor>], vars: &[Var], store: &GradStore) -> Result<()> {
+    for (slot, v) in acc.iter_mut().zip(vars) {
+        if let Some(g) = store.get(v.as_tensor()) {
+            *slot = Some(match slot.take() {
+                Some(a) => (a + g)?,
+                None => g.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl AdamW {
     pub fn new(cfg: AdamWConfig, num_params: usize) -> Self {
         Self {
@@ -269,7 +287,7 @@ mod tests {
             },
             1,
         );
-        let info = opt.step(&[p.clone()], &grads, 0.01, 0.0).unwrap();
+        let info = opt.step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.01, 0.0).unwrap();
         assert!(info.applied);
         assert!((info.grad_norm - (1.0f64 + 4.0 + 0.25).sqrt()).abs() < 1e-6);
         // Step 1: mhat = g, vhat = g², update = g/(|g|+eps) + wd·p = sign(g) + 0.1·p.
@@ -288,7 +306,7 @@ mod tests {
         let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(AdamWConfig::default(), 1);
-        let info = opt.step(&[p.clone()], &grads, 0.1, 1.0).unwrap();
+        let info = opt.step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.1, 1.0).unwrap();
         assert!((info.grad_norm - 5.0).abs() < 1e-6);
         let bad = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * f64::NAN).unwrap();
         let before = p.as_tensor().to_vec1::<f32>().unwrap();
