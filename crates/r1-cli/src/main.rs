@@ -50,7 +50,10 @@ fn main() {
         // One line, the whole cause chain, no backtrace (candle appends one to its
         // messages when RUST_BACKTRACE is set).
         let msg = format!("{e:#}");
-        eprintln!("error: {}", msg.lines().next().unwrap_or_default().trim_end());
+        eprintln!(
+            "error: {}",
+            msg.lines().next().unwrap_or_default().trim_end()
+        );
         std::process::exit(1);
     }
 }

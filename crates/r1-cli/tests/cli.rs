@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn r1(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_r1")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_r1"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -14,7 +17,9 @@ fn r1(args: &[&str]) -> (i32, String, String) {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 fn temp_copy(name: &str, tag: &str) -> PathBuf {
@@ -31,27 +36,60 @@ fn temp_copy(name: &str, tag: &str) -> PathBuf {
 /// Runs `generate` on `model` and expects a one-line error mentioning `must_name`.
 fn expect_clear_error(model: &Path, must_name: &str, must_say: &str) {
     let m = model.to_str().unwrap();
-    let (code, _out, err) = r1(&["generate", "--model", m, "--prompt", "hi", "--max-new-tokens", "2"]);
+    let (code, _out, err) = r1(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "2",
+    ]);
     assert_eq!(code, 1, "stderr: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(must_name), "error does not name {must_name}: {err}");
-    assert!(err.to_lowercase().contains(must_say), "error does not say `{must_say}`: {err}");
+    assert!(
+        err.contains(must_name),
+        "error does not name {must_name}: {err}"
+    );
+    assert!(
+        err.to_lowercase().contains(must_say),
+        "error does not say `{must_say}`: {err}"
+    );
 }
 
 #[test]
 fn bad_models_give_one_clear_line_naming_the_file() {
-    expect_clear_error(Path::new("/no/such/model"), "/no/such/model", "no such file");
+    expect_clear_error(
+        Path::new("/no/such/model"),
+        "/no/such/model",
+        "no such file",
+    );
 
     let d = temp_copy("tiny-llama", "corrupt");
-    std::fs::write(d.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
+    std::fs::write(
+        d.join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage",
+    )
+    .unwrap();
     expect_clear_error(&d, "model.safetensors", "not a valid safetensors");
 
     let d = temp_copy("tiny-llama", "arch");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(d.join("config.json"), cfg.replace("LlamaForCausalLM", "GPT2LMHeadModel")).unwrap();
-    expect_clear_error(&d, "config.json", "unsupported architecture `gpt2lmheadmodel`");
+    std::fs::write(
+        d.join("config.json"),
+        cfg.replace("LlamaForCausalLM", "GPT2LMHeadModel"),
+    )
+    .unwrap();
+    expect_clear_error(
+        &d,
+        "config.json",
+        "unsupported architecture `gpt2lmheadmodel`",
+    );
 
     let d = temp_copy("tiny-llama", "nocfg");
     std::fs::remove_file(d.join("config.json")).unwrap();
@@ -62,13 +100,25 @@ fn bad_models_give_one_clear_line_naming_the_file() {
     expect_clear_error(&d, "tokenizer.json", "not a valid tokenizer");
 
     let d = temp_copy("tiny-llama", "tmpl");
-    std::fs::write(d.join("chat_template.jinja"), "{% for m in messages %}{{ m.content }").unwrap();
+    std::fs::write(
+        d.join("chat_template.jinja"),
+        "{% for m in messages %}{{ m.content }",
+    )
+    .unwrap();
     expect_clear_error(&d, "chat_template.jinja", "invalid chat template");
 
     let d = temp_copy("tiny-llama", "shape");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(d.join("config.json"), cfg.replace("\"intermediate_size\": 112", "\"intermediate_size\": 100")).unwrap();
-    expect_clear_error(&d, "r1-cli-shape", "has shape [112, 64], expected [100, 64]");
+    std::fs::write(
+        d.join("config.json"),
+        cfg.replace("\"intermediate_size\": 112", "\"intermediate_size\": 100"),
+    )
+    .unwrap();
+    expect_clear_error(
+        &d,
+        "r1-cli-shape",
+        "has shape [112, 64], expected [100, 64]",
+    );
 
     let g = std::env::temp_dir().join(format!("r1-cli-bad-{}.gguf", std::process::id()));
     std::fs::write(&g, b"GGUF\x03\x00\x00\x00garbage-that-is-not-a-header").unwrap();
@@ -83,7 +133,11 @@ fn bad_flags_and_prompt_files_are_named() {
     assert_eq!(code, 1);
     assert!(err.contains("--top-p"), "{err}");
     let f = std::env::temp_dir().join(format!("r1-cli-prompts-{}.jsonl", std::process::id()));
-    std::fs::write(&f, "{\"prompt\": \"ok\"}\n{\"text\": \"no prompt column\"}\n").unwrap();
+    std::fs::write(
+        &f,
+        "{\"prompt\": \"ok\"}\n{\"text\": \"no prompt column\"}\n",
+    )
+    .unwrap();
     let (code, _, err) = r1(&["generate", "--model", m, "--input", f.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("{}:2", f.display())), "{err}");
@@ -94,8 +148,19 @@ fn generate_writes_jsonl_with_n_samples_per_prompt() {
     let m = fixture("tiny-qwen2");
     let out = std::env::temp_dir().join(format!("r1-cli-gen-{}.jsonl", std::process::id()));
     let (code, _, err) = r1(&[
-        "generate", "--model", m.to_str().unwrap(), "--prompt", "a", "--prompt", "bb cc",
-        "--n", "3", "--max-new-tokens", "4", "--output", out.to_str().unwrap(),
+        "generate",
+        "--model",
+        m.to_str().unwrap(),
+        "--prompt",
+        "a",
+        "--prompt",
+        "bb cc",
+        "--n",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--output",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
@@ -114,7 +179,11 @@ fn generate_writes_jsonl_with_n_samples_per_prompt() {
 fn default_model_answers_simple_questions_greedily() {
     let path = r1_model::registry::default_model_path();
     if !path.exists() {
-        assert!(std::env::var_os("R1_REQUIRE_DEFAULT_MODEL").is_none(), "default model missing at {}", path.display());
+        assert!(
+            std::env::var_os("R1_REQUIRE_DEFAULT_MODEL").is_none(),
+            "default model missing at {}",
+            path.display()
+        );
         eprintln!("skipping: default model not installed (run `r1 setup`)");
         return;
     }
@@ -123,11 +192,22 @@ fn default_model_answers_simple_questions_greedily() {
         ("What is the capital of France?", "Paris"),
     ];
     for (q, want) in cases {
-        let (code, out, err) = r1(&["generate", "--prompt", q, "--temperature", "0", "--max-new-tokens", "24"]);
+        let (code, out, err) = r1(&[
+            "generate",
+            "--prompt",
+            q,
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "24",
+        ]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(want), "{q} -> {out}");
     }
     let lm = r1_model::load(None, &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
-    assert_eq!(lm.tokenizer.encode("<|im_start|>user\n", false).unwrap(), vec![1, 4093, 198]);
+    assert_eq!(
+        lm.tokenizer.encode("<|im_start|>user\n", false).unwrap(),
+        vec![1, 4093, 198]
+    );
     assert_eq!(lm.tokenizer.eos_ids, vec![2]);
 }

@@ -107,7 +107,11 @@ pub fn load_tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Tokenizer> {
     .map_err(|e| {
         // A template error is the tokenizer_config's fault, not tokenizer.json's.
         if e.to_string().contains("chat template") {
-            anyhow::anyhow!("{}: {}", template_file.display(), e.to_string().replace(&format!("{}: ", tpath.display()), ""))
+            anyhow::anyhow!(
+                "{}: {}",
+                template_file.display(),
+                e.to_string().replace(&format!("{}: ", tpath.display()), "")
+            )
         } else {
             e
         }

@@ -137,7 +137,9 @@ impl InplaceOp2 for FusedStep<'_> {
 
 /// The gradients of `vars` in a backward pass's store, in the same order.
 pub fn grads_of(vars: &[Var], store: &GradStore) -> Vec<Option<Tensor>> {
-    vars.iter().map(|v| store.get(v.as_tensor()).cloned()).collect()
+    vars.iter()
+        .map(|v| store.get(v.as_tensor()).cloned())
+        .collect()
 }
 
 /// Adds a micro-batch's gradients into an accumulator (gradient accumulation).
@@ -164,17 +166,15 @@ impl AdamW {
         }
     }
 
-    /// Global L2 norm of the gradients present in `grads`.
-    pub fn grad_norm(vars: &[Var], grads: &GradStore) -> Result<f64> {
+    /// Global L2 norm of the gradients present.
+    pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
         let mut sq = 0f64;
-        for v in vars {
-            if let Some(g) = grads.get(v.as_tensor()) {
-                sq += g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_scalar::<f64>()?;
-            }
+        for g in grads.iter().flatten() {
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
         }
         Ok(sq.sqrt())
     }
@@ -185,11 +185,11 @@ impl AdamW {
     pub fn step(
         &mut self,
         vars: &[Var],
-        grads: &GradStore,
+        grads: &[Option<Tensor>],
         lr: f64,
         max_grad_norm: f64,
     ) -> Result<StepInfo> {
-        let norm = Self::grad_norm(vars, grads)?;
+        let norm = Self::grad_norm(grads)?;
         if !norm.is_finite() {
             return Ok(StepInfo {
                 grad_norm: norm,
@@ -206,9 +206,7 @@ impl AdamW {
         let bc1 = 1.0 - c.beta1.powi(self.t as i32);
         let bc2 = 1.0 - c.beta2.powi(self.t as i32);
         for (i, var) in vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
+            let Some(g) = &grads[i] else { continue };
             let g = g.contiguous()?;
             if var.device().is_cpu() && var.dtype() == candle_core::DType::F32 {
                 let op = FusedStep {
@@ -287,7 +285,9 @@ mod tests {
             },
             1,
         );
-        let info = opt.step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.01, 0.0).unwrap();
+        let info = opt
+            .step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.01, 0.0)
+            .unwrap();
         assert!(info.applied);
         assert!((info.grad_norm - (1.0f64 + 4.0 + 0.25).sqrt()).abs() < 1e-6);
         // Step 1: mhat = g, vhat = g², update = g/(|g|+eps) + wd·p = sign(g) + 0.1·p.
@@ -306,12 +306,19 @@ mod tests {
         let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(AdamWConfig::default(), 1);
-        let info = opt.step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.1, 1.0).unwrap();
+        let info = opt
+            .step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.1, 1.0)
+            .unwrap();
         assert!((info.grad_norm - 5.0).abs() < 1e-6);
         let bad = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * f64::NAN).unwrap();
         let before = p.as_tensor().to_vec1::<f32>().unwrap();
         let info = opt
-            .step(&[p.clone()], &bad.backward().unwrap(), 0.1, 1.0)
+            .step(
+                &[p.clone()],
+                &grads_of(&[p.clone()], &bad.backward().unwrap()),
+                0.1,
+                1.0,
+            )
             .unwrap();
         assert!(!info.applied);
         assert_eq!(p.as_tensor().to_vec1::<f32>().unwrap(), before);

@@ -146,7 +146,12 @@ pub fn run(a: Args) -> Result<()> {
             let s = completion_logprobs(&model, &prompts, &comps, 1.0, Mode::Train, false)?;
             let loss = (s.logprobs.sum_all()? * (-1.0 / (b * (t - 1)) as f64))?;
             let grads = loss.backward()?;
-            opt.step(&trainable.vars, &r1_train::optim::grads_of(&trainable.vars, &grads), 1e-5, 1.0)?;
+            opt.step(
+                &trainable.vars,
+                &r1_train::optim::grads_of(&trainable.vars, &grads),
+                1e-5,
+                1.0,
+            )?;
             if let Device::Cuda(_) = device {
                 device.synchronize()?;
             }

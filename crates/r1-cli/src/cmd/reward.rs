@@ -39,7 +39,12 @@ pub fn run(a: Args) -> Result<bool> {
     let opts = RewardJsonlOptions {
         max_completion_tokens: a.max_completion_tokens,
     };
-    let summary = reward_jsonl(super::verify::open_input(&a.input)?, std::io::stdout().lock(), &reward, &opts)?;
+    let summary = reward_jsonl(
+        super::verify::open_input(&a.input)?,
+        std::io::stdout().lock(),
+        &reward,
+        &opts,
+    )?;
     eprintln!(
         "scored {} lines: mean total {:.4}, {} errors",
         summary.lines,

@@ -57,7 +57,11 @@ mod tests {
     fn group_scaling_by_hand() {
         // Group 1: [1, 0, 0, 1]: mean 0.5, Bessel std sqrt(1/3) = 0.57735.
         // Group 2: all equal → advantages 0.
-        let a = advantages(&[1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0], 4, ScaleRewards::Group);
+        let a = advantages(
+            &[1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0],
+            4,
+            ScaleRewards::Group,
+        );
         let s = (1.0f64 / 3.0).sqrt() + 1e-4;
         let want = [0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s, 0.0, 0.0, 0.0, 0.0];
         for (x, y) in a.iter().zip(want) {
@@ -75,11 +79,17 @@ mod tests {
         for (x, y) in a.iter().zip(want) {
             assert!((x - y).abs() < 1e-12, "{a:?}");
         }
-        assert_eq!(advantages(&r, 2, ScaleRewards::None), vec![0.5, -0.5, 0.0, 0.0]);
+        assert_eq!(
+            advantages(&r, 2, ScaleRewards::None),
+            vec![0.5, -0.5, 0.0, 0.0]
+        );
     }
 
     #[test]
     fn groups_without_signal_are_found() {
-        assert_eq!(informative_groups(&[1.0, 1.0, 0.0, 1.0, 0.5, 0.5], 2), vec![1]);
+        assert_eq!(
+            informative_groups(&[1.0, 1.0, 0.0, 1.0, 0.5, 0.5], 2),
+            vec![1]
+        );
     }
 }

@@ -161,10 +161,16 @@ impl GrpoConfig {
             return bad("epsilon_high", "must be >= 0");
         }
         if self.num_generations < 2 {
-            return bad("num_generations", "must be at least 2 (advantages compare samples of a group)");
+            return bad(
+                "num_generations",
+                "must be at least 2 (advantages compare samples of a group)",
+            );
         }
         if self.per_device_train_batch_size == 0 || self.gradient_accumulation_steps == 0 {
-            return bad("per_device_train_batch_size", "and gradient_accumulation_steps must be >= 1");
+            return bad(
+                "per_device_train_batch_size",
+                "and gradient_accumulation_steps must be >= 1",
+            );
         }
         if self.generation_batch_size() % self.num_generations != 0 {
             return bad(
@@ -179,7 +185,10 @@ impl GrpoConfig {
             return bad("num_iterations", "must be >= 1");
         }
         if self.temperature <= 0.0 {
-            return bad("temperature", "must be > 0 for GRPO (samples of a group must differ)");
+            return bad(
+                "temperature",
+                "must be > 0 for GRPO (samples of a group must differ)",
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", "must be in (0, 1]");

@@ -53,7 +53,9 @@ pub fn grpo_loss(
     let adv = advantages.to_dtype(logp.dtype())?.unsqueeze(1)?;
     let ratio = (logp - old_logp)?.exp()?;
     let clipped = ratio.clamp(1.0 - p.epsilon_low, 1.0 + p.epsilon_high)?;
-    let surrogate = ratio.broadcast_mul(&adv)?.minimum(&clipped.broadcast_mul(&adv)?)?;
+    let surrogate = ratio
+        .broadcast_mul(&adv)?
+        .minimum(&clipped.broadcast_mul(&adv)?)?;
     let mut per_token = surrogate.neg()?;
     let mut kl_mean = 0.0;
     let tokens = scalar(&mask.sum_all()?)?;
@@ -67,7 +69,9 @@ pub fn grpo_loss(
     let ga = p.gradient_accumulation_steps.max(1) as f64;
     let loss = match p.loss_type {
         LossType::Grpo => {
-            let per_seq = masked.sum(D::Minus1)?.div(&mask.sum(D::Minus1)?.clamp(1.0, f64::INFINITY)?)?;
+            let per_seq = masked
+                .sum(D::Minus1)?
+                .div(&mask.sum(D::Minus1)?.clamp(1.0, f64::INFINITY)?)?;
             (per_seq.mean_all()? / ga)?
         }
         LossType::Bnpo => (masked.sum_all()? / (tokens.max(1.0) * ga))?,
@@ -79,9 +83,16 @@ pub fn grpo_loss(
     let neg_adv = adv.lt(0.0)?.to_dtype(DType::F32)?;
     let pos_adv = adv.gt(0.0)?.to_dtype(DType::F32)?;
     let m32 = mask.to_dtype(DType::F32)?;
-    let low = r.lt(1.0 - p.epsilon_low)?.to_dtype(DType::F32)?.broadcast_mul(&neg_adv)?;
-    let high = r.gt(1.0 + p.epsilon_high)?.to_dtype(DType::F32)?.broadcast_mul(&pos_adv)?;
-    let share = |x: &Tensor| -> Result<f64> { Ok(scalar(&(x * &m32)?.sum_all()?)? / tokens.max(1.0)) };
+    let low = r
+        .lt(1.0 - p.epsilon_low)?
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&neg_adv)?;
+    let high = r
+        .gt(1.0 + p.epsilon_high)?
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&pos_adv)?;
+    let share =
+        |x: &Tensor| -> Result<f64> { Ok(scalar(&(x * &m32)?.sum_all()?)? / tokens.max(1.0)) };
     let clip_low = share(&low)?;
     let clip_high = share(&high)?;
     Ok(LossOutput {
@@ -119,7 +130,9 @@ mod tests {
     fn batch() -> (Var, Tensor, Tensor, Tensor) {
         let ratios = [[1.5f64, 1.0, 0.5, 1.0], [0.5, 1.3, 1.0, 1.0]];
         let old = [[-1.0f64, -2.0, -0.5, 0.0], [-1.5, -0.7, 0.0, 0.0]];
-        let logp: Vec<Vec<f64>> = (0..2).map(|i| (0..4).map(|j| old[i][j] + ratios[i][j].ln()).collect()).collect();
+        let logp: Vec<Vec<f64>> = (0..2)
+            .map(|i| (0..4).map(|j| old[i][j] + ratios[i][j].ln()).collect())
+            .collect();
         let logp = Var::new(logp, &D).unwrap();
         let old = Tensor::new(&old, &D).unwrap();
         let adv = Tensor::new(&[1.0f64, -2.0], &D).unwrap();
@@ -135,7 +148,15 @@ mod tests {
 
     fn loss_value(lt: LossType, eh: f64) -> f64 {
         let (logp, old, adv, mask) = batch();
-        let out = grpo_loss(logp.as_tensor(), &old, None, &adv, &mask, &params(lt, eh, 0.0)).unwrap();
+        let out = grpo_loss(
+            logp.as_tensor(),
+            &old,
+            None,
+            &adv,
+            &mask,
+            &params(lt, eh, 0.0),
+        )
+        .unwrap();
         out.loss.to_scalar::<f64>().unwrap()
     }
 
@@ -161,7 +182,15 @@ mod tests {
         let want = ((-1.5 - 1.0 - 0.5) + 1.6 + 2.6) / 5.0;
         assert!((loss_value(LossType::Bnpo, 0.6) - want).abs() < 1e-12);
         let (logp, old, adv, mask) = batch();
-        let out = grpo_loss(logp.as_tensor(), &old, None, &adv, &mask, &params(LossType::Bnpo, 0.2, 0.0)).unwrap();
+        let out = grpo_loss(
+            logp.as_tensor(),
+            &old,
+            None,
+            &adv,
+            &mask,
+            &params(LossType::Bnpo, 0.2, 0.0),
+        )
+        .unwrap();
         // Clipped: seq0 tok0 (high, A>0) and seq1 tok0 (low, A<0) → 1/5 each.
         assert!((out.clip_high - 0.2).abs() < 1e-12 && (out.clip_low - 0.2).abs() < 1e-12);
         assert!((out.clip_region - 0.4).abs() < 1e-12);
@@ -172,11 +201,30 @@ mod tests {
         // μ = 1: old = current, ρ = 1 → loss (grpo) = −mean(A) and gradient A per token.
         let (logp, _old, adv, mask) = batch();
         let old = logp.as_tensor().detach();
-        let out = grpo_loss(logp.as_tensor(), &old, None, &adv, &mask, &params(LossType::Grpo, 0.2, 0.0)).unwrap();
+        let out = grpo_loss(
+            logp.as_tensor(),
+            &old,
+            None,
+            &adv,
+            &mask,
+            &params(LossType::Grpo, 0.2, 0.0),
+        )
+        .unwrap();
         assert!((out.loss.to_scalar::<f64>().unwrap() - 0.5).abs() < 1e-12); // −(1 − 2)/2
-        let g: Vec<Vec<f64>> = out.loss.backward().unwrap().get(logp.as_tensor()).unwrap().to_vec2().unwrap();
+        let g: Vec<Vec<f64>> = out
+            .loss
+            .backward()
+            .unwrap()
+            .get(logp.as_tensor())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         // ∂/∂logp = −A/(len·b) per real token.
-        assert!((g[0][0] + 1.0 / 6.0).abs() < 1e-12 && (g[1][1] - 2.0 / 4.0).abs() < 1e-12 && g[0][3] == 0.0);
+        assert!(
+            (g[0][0] + 1.0 / 6.0).abs() < 1e-12
+                && (g[1][1] - 2.0 / 4.0).abs() < 1e-12
+                && g[0][3] == 0.0
+        );
     }
 
     #[test]
@@ -190,17 +238,32 @@ mod tests {
         let base: f64 = (SEQ0.iter().sum::<f64>() + SEQ1.iter().sum::<f64>()) / 5.0;
         assert!((out.loss.to_scalar::<f64>().unwrap() - (base + 0.1 * kl)).abs() < 1e-12);
         // Finite differences on every real token (ref held fixed).
-        let g: Vec<Vec<f64>> = out.loss.backward().unwrap().get(logp.as_tensor()).unwrap().to_vec2().unwrap();
+        let g: Vec<Vec<f64>> = out
+            .loss
+            .backward()
+            .unwrap()
+            .get(logp.as_tensor())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         let base_lp: Vec<Vec<f64>> = logp.as_tensor().to_vec2().unwrap();
         for (i, j) in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)] {
             let f = |delta: f64| {
                 let mut lp = base_lp.clone();
                 lp[i][j] += delta;
                 let lp = Tensor::new(lp, &D).unwrap();
-                grpo_loss(&lp, &old, Some(&reference), &adv, &mask, &p).unwrap().loss.to_scalar::<f64>().unwrap()
+                grpo_loss(&lp, &old, Some(&reference), &adv, &mask, &p)
+                    .unwrap()
+                    .loss
+                    .to_scalar::<f64>()
+                    .unwrap()
             };
             let num = (f(1e-6) - f(-1e-6)) / 2e-6;
-            assert!((num - g[i][j]).abs() < 1e-6, "({i},{j}): {num} vs {}", g[i][j]);
+            assert!(
+                (num - g[i][j]).abs() < 1e-6,
+                "({i},{j}): {num} vs {}",
+                g[i][j]
+            );
         }
     }
 
