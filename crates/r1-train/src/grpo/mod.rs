@@ -5,3 +5,6 @@ pub mod config;
 pub mod loss;
 
 pub use config::{GrpoConfig, LossType, ScaleRewards};
+pub mod trainer;
+
+pub use trainer::{GrpoItem, GrpoTrainer, SampleRecord, StepOutput};
