@@ -3,6 +3,7 @@
 mod cmd;
 mod device;
 mod prompts;
+mod run_config;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,14 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Score completions with reward functions (JSONL in, JSONL out).
     Reward(cmd::reward::Args),
+    /// Evaluate on a JSONL benchmark: pass@1 over k samples, cons@k, pass@k.
+    Eval(cmd::eval::Args),
+    /// Rejection sampling: sample, verify, filter; write SFT-ready JSONL.
+    Sample(cmd::sample::Args),
+    /// R1-Zero: GRPO with rule-based rewards on a model (default: SmolLM2 on arithmetic).
+    Zero(cmd::zero::Args),
+    /// Draw the charts of a run folder (reward, accuracy, length, reflection).
+    Plot { dir: std::path::PathBuf },
     /// Install the default model into the local cache (done on first use otherwise).
     Setup,
 }
@@ -39,6 +48,10 @@ fn main() {
         Command::Generate(a) => cmd::generate::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Sample(a) => cmd::sample::run(a),
+        Command::Zero(a) => cmd::zero::run(a),
+        Command::Plot { dir } => r1_metrics::plot_command(&dir),
         Command::Setup => {
             r1_model::registry::install_default().map(|p| println!("{}", p.display()))
         }

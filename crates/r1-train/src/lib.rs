@@ -1,5 +1,6 @@
 //! r1-train: everything that updates weights.
 
+pub mod checkpoint;
 pub mod grpo;
 pub mod optim;
 pub mod trainable;
