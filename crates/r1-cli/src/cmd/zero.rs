@@ -16,7 +16,7 @@ use r1_train::grpo::{GrpoConfig, GrpoItem, GrpoTrainer};
 use r1_train::Trainable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything `r1 zero` reads from its TOML file. See `configs/zero-*.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,22 +63,25 @@ impl Default for EvalSettings {
 
 impl Default for ZeroConfig {
     fn default() -> Self {
-        // Defaults chosen so SmolLM2-135M-Instruct gets reward from the start: the answer
-        // counts wherever its last number is (it rarely writes tags at first), and the
-        // format reward teaches the tags on top.
+        // Defaults chosen so SmolLM2-135M-Instruct gets reward from the start. Measured
+        // starting accuracy (greedy / sampled at T 0.7): single-digit sums 0.30 / 0.25,
+        // two-digit sums 0.05 / 0.05 — too little signal for groups of 4. The answer
+        // counts wherever its last number is (the model rarely writes tags at first),
+        // and the format reward teaches the tags on top.
         let rewards: RewardsConfig = toml::from_str(
             "[[rewards]]\nname = \"accuracy\"\nweight = 1.0\n[rewards.extract]\nfallback_last_number = true\n\
              [[rewards]]\nname = \"format\"\nweight = 0.5\n",
         )
         .expect("built-in rewards parse");
         let grpo = GrpoConfig {
-            learning_rate: 1e-5,
+            learning_rate: 2e-5,
             num_generations: 4,
             per_device_train_batch_size: 8,
-            gradient_accumulation_steps: 4,
-            max_completion_length: 128,
-            max_steps: 50,
-            save_steps: 10,
+            gradient_accumulation_steps: 2,
+            temperature: 0.7,
+            max_completion_length: 96,
+            max_steps: 30,
+            save_steps: 5,
             eval_steps: 10,
             ..Default::default()
         };
@@ -86,7 +89,10 @@ impl Default for ZeroConfig {
             model: None,
             template: Template::Chat,
             system_prompt: None,
-            task: TaskSpec::default(),
+            task: TaskSpec::from_toml(
+                "task = \"arithmetic\"\ndigits = 1\ntrain_size = 60\neval_size = 40",
+            )
+            .expect("built-in task parses"),
             grpo,
             rewards: rewards.rewards,
             eval: EvalSettings::default(),
@@ -299,6 +305,26 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let dir = a.resume.clone().unwrap_or_else(|| a.output.clone());
+    train(cfg, &dir, a.resume.is_some())
+}
+
+/// What a caller (`r1 pipeline`) may put in place of the config's own choices.
+#[derive(Default)]
+pub struct Overrides {
+    /// Rewards instead of the configured `[[rewards]]` (e.g. R1 stage 4's routing).
+    pub rewards: Option<CompositeReward>,
+    /// Train/eval examples instead of loading `[task]`.
+    pub data: Option<r1_tasks::TaskData>,
+}
+
+/// Trains (or, with `resume`, continues) the run in `dir` with `cfg`.
+pub fn train(cfg: ZeroConfig, dir: &Path, resume: bool) -> Result<()> {
+    train_with(cfg, dir, resume, Overrides::default())
+}
+
+/// [`train`] with [`Overrides`].
+pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> Result<()> {
+    let dir = dir.to_path_buf();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dev = crate::device::DeviceArgs {
         device: cfg.device.clone(),
@@ -307,7 +333,7 @@ pub fn run(a: Args) -> Result<()> {
     let (device, dtype) = (dev.device()?, dev.dtype()?);
 
     // Model: the checkpoint when resuming, else the configured one.
-    let (lm, state) = match &a.resume {
+    let (lm, state) = match resume.then_some(&dir) {
         Some(d) => {
             let ckpt = checkpoint::find(d)?;
             let state = checkpoint::load_state(&ckpt)?;
@@ -328,7 +354,10 @@ pub fn run(a: Args) -> Result<()> {
             (r1_model::load(cfg.model.as_deref(), &device, dtype)?, None)
         }
     };
-    let data = load_task(&cfg.task, cfg.grpo.seed)?;
+    let data = match ov.data {
+        Some(d) => d,
+        None => load_task(&cfg.task, cfg.grpo.seed)?,
+    };
     let system = cfg
         .system_prompt
         .clone()
@@ -339,9 +368,12 @@ pub fn run(a: Args) -> Result<()> {
             lm.source.display()
         );
     }
-    let rewards = CompositeReward::from_config(&RewardsConfig {
-        rewards: cfg.rewards.clone(),
-    })?;
+    let rewards = match ov.rewards {
+        Some(r) => r,
+        None => CompositeReward::from_config(&RewardsConfig {
+            rewards: cfg.rewards.clone(),
+        })?,
+    };
     let correct = CompositeReward::from_config(&RewardsConfig {
         rewards: vec![RewardSpec {
             weight: 1.0,
