@@ -79,11 +79,23 @@ fn checkpoint_step(dir: &Path) -> Option<u64> {
 
 #[test]
 fn a_run_killed_with_sigkill_resumes_to_the_same_result() {
-    let base = std::env::temp_dir().join(format!("r1-zero-resume-{}", std::process::id()));
+    kill_and_resume("full", CONFIG.to_string());
+}
+
+#[test]
+fn a_lora_run_killed_with_sigkill_resumes_to_the_same_result() {
+    kill_and_resume(
+        "lora",
+        format!("{CONFIG}\n[lora]\nr = 4\nlora_alpha = 8.0\n"),
+    );
+}
+
+fn kill_and_resume(tag: &str, config: String) {
+    let base = std::env::temp_dir().join(format!("r1-zero-resume-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     let cfg = base.join("cfg.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let (a, b) = (base.join("a"), base.join("b"));
     let model = fixture();
     let common = ["--config", cfg.to_str().unwrap(), "--model", &model];

@@ -13,15 +13,46 @@ pub enum Mode {
     Train,
 }
 
-/// A dense projection `y = x W^T + b` with `W` stored `[out, in]` as in Hugging Face.
+/// A low-rank adapter: `Δy = scale · (dropout(x) Aᵀ) Bᵀ` with `A` `[r, in]`, `B` `[out, r]`.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    pub a: Tensor,
+    pub b: Tensor,
+    /// `alpha / r`.
+    pub scale: f64,
+    /// Dropout on the adapter's input, training only.
+    pub dropout: f32,
+}
+
+/// A dense projection `y = x W^T + b` with `W` stored `[out, in]` as in Hugging Face,
+/// plus an optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = self.dense(x)?;
+        let Some(l) = &self.lora else { return Ok(y) };
+        let x = match mode {
+            Mode::Train if l.dropout > 0.0 => candle_nn::ops::dropout(x, l.dropout)?,
+            _ => x.clone(),
+        };
+        let dims = x.dims().to_vec();
+        let last = *dims.last().expect("linear input has a last dim");
+        let rows = x.elem_count() / last;
+        let delta = x
+            .reshape((rows, last))?
+            .matmul(&l.a.t()?)?
+            .matmul(&l.b.t()?)?;
+        let delta = (delta * l.scale)?.reshape(y.shape())?;
+        y + delta
+    }
+
+    fn dense(&self, x: &Tensor) -> Result<Tensor> {
         // Flatten to 2-D so one GEMM runs at full batch size.
         let dims = x.dims().to_vec();
         let last = *dims.last().expect("linear input has a last dim");
@@ -86,9 +117,9 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let g = self.gate.forward(x)?;
+        let g = self.gate.forward(x, mode)?;
         // candle's unary silu records its backward pass, so one path serves both modes.
-        let _ = mode;
-        self.down.forward(&(g.silu()? * self.up.forward(x)?)?)
+        self.down
+            .forward(&(g.silu()? * self.up.forward(x, mode)?)?, mode)
     }
 }

@@ -117,6 +117,7 @@ impl Model {
         let lin = |n: &str| Linear {
             weight: get(&format!("{n}.weight")),
             bias: w.get(&format!("{n}.bias")).cloned(),
+            lora: None,
         };
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
@@ -153,6 +154,31 @@ impl Model {
             lm_head,
             inv_freq,
         })
+    }
+
+    /// The projections LoRA can target, by module path (e.g.
+    /// `model.layers.3.self_attn.q_proj`), for the short names in `targets`
+    /// (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`).
+    pub fn linears_mut(&mut self, targets: &[String]) -> Vec<(String, &mut Linear)> {
+        let mut out = vec![];
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let mods: [(&str, &str, &mut Linear); 7] = [
+                ("self_attn", "q_proj", &mut b.attn.q),
+                ("self_attn", "k_proj", &mut b.attn.k),
+                ("self_attn", "v_proj", &mut b.attn.v),
+                ("self_attn", "o_proj", &mut b.attn.o),
+                ("mlp", "gate_proj", &mut b.mlp.gate),
+                ("mlp", "up_proj", &mut b.mlp.up),
+                ("mlp", "down_proj", &mut b.mlp.down),
+            ];
+            for (group, name, lin) in mods {
+                if targets.iter().any(|t| t == name) {
+                    out.push((format!("{p}.{group}.{name}"), lin));
+                }
+            }
+        }
+        out
     }
 
     pub fn device(&self) -> &Device {
@@ -227,9 +253,9 @@ impl Model {
             self.cfg.head_dim,
         );
         let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2);
-        let q = rope(&split(attn.q.forward(x)?, nh)?, cos, sin, mode)?;
-        let k = rope(&split(attn.k.forward(x)?, nkv)?, cos, sin, mode)?;
-        let v = split(attn.v.forward(x)?, nkv)?;
+        let q = rope(&split(attn.q.forward(x, mode)?, nh)?, cos, sin, mode)?;
+        let k = rope(&split(attn.k.forward(x, mode)?, nkv)?, cos, sin, mode)?;
+        let v = split(attn.v.forward(x, mode)?, nkv)?;
         let (k, v) = match cache {
             Some(c) => c.append(layer, &k, &v)?,
             None => (k, v.contiguous()?),
@@ -254,7 +280,7 @@ impl Model {
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
-        attn.o.forward(&out)
+        attn.o.forward(&out, mode)
     }
 }
 

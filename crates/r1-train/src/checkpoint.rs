@@ -13,6 +13,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+pub const ADAPTERS_FILE: &str = "adapters.safetensors";
+
+/// Restores LoRA adapters saved by [`save`] into a policy built on the original base.
+pub fn load_adapters(ckpt: &Path, policy: &Trainable) -> Result<()> {
+    let p = ckpt.join(ADAPTERS_FILE);
+    let t = candle_core::safetensors::load(&p, &Device::Cpu)
+        .with_context(|| format!("{}", p.display()))?;
+    policy.load_trainable(&t)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -53,6 +62,10 @@ pub fn save(run_dir: &Path, policy: &Trainable, opt: &AdamW, state: &TrainerStat
         }
     }
     candle_core::safetensors::save(&moments, tmp.join("optimizer.safetensors"))?;
+    if policy.lora.is_some() {
+        // The model folder holds merged weights; resuming needs the adapters themselves.
+        candle_core::safetensors::save(&policy.trainable_named(), tmp.join(ADAPTERS_FILE))?;
+    }
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
     // Make the new checkpoint durable before it replaces the old one.
     for f in [

@@ -286,7 +286,12 @@ mod tests {
             1,
         );
         let info = opt
-            .step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.01, 0.0)
+            .step(
+                std::slice::from_ref(&p),
+                &grads_of(std::slice::from_ref(&p), &grads),
+                0.01,
+                0.0,
+            )
             .unwrap();
         assert!(info.applied);
         assert!((info.grad_norm - (1.0f64 + 4.0 + 0.25).sqrt()).abs() < 1e-6);
@@ -307,15 +312,20 @@ mod tests {
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(AdamWConfig::default(), 1);
         let info = opt
-            .step(&[p.clone()], &grads_of(&[p.clone()], &grads), 0.1, 1.0)
+            .step(
+                std::slice::from_ref(&p),
+                &grads_of(std::slice::from_ref(&p), &grads),
+                0.1,
+                1.0,
+            )
             .unwrap();
         assert!((info.grad_norm - 5.0).abs() < 1e-6);
         let bad = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * f64::NAN).unwrap();
         let before = p.as_tensor().to_vec1::<f32>().unwrap();
         let info = opt
             .step(
-                &[p.clone()],
-                &grads_of(&[p.clone()], &bad.backward().unwrap()),
+                std::slice::from_ref(&p),
+                &grads_of(std::slice::from_ref(&p), &bad.backward().unwrap()),
                 0.1,
                 1.0,
             )

@@ -172,7 +172,10 @@ impl GrpoConfig {
                 "and gradient_accumulation_steps must be >= 1",
             );
         }
-        if self.generation_batch_size() % self.num_generations != 0 {
+        if !self
+            .generation_batch_size()
+            .is_multiple_of(self.num_generations)
+        {
             return bad(
                 "num_generations",
                 &format!(

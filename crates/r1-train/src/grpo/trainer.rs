@@ -79,17 +79,7 @@ impl GrpoTrainer {
     pub fn new(cfg: GrpoConfig, policy: Trainable, rewards: CompositeReward) -> Result<Self> {
         cfg.validate()?;
         let reference = if cfg.beta > 0.0 {
-            // A deep copy: the policy's storage is updated in place.
-            let copies: r1_model::NamedTensors = policy
-                .named()
-                .into_iter()
-                .map(|(k, t)| Ok((k, t.copy()?)))
-                .collect::<Result<_>>()?;
-            Some(Model::from_tensors(
-                &policy.cfg,
-                &copies,
-                policy.vars[0].device(),
-            )?)
+            Some(policy.reference_model()?)
         } else {
             None
         };
