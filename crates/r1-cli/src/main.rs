@@ -36,6 +36,12 @@ enum Command {
     Sample(cmd::sample::Args),
     /// R1-Zero: GRPO with rule-based rewards on a model (default: SmolLM2 on arithmetic).
     Zero(cmd::zero::Args),
+    /// Supervised fine-tuning on JSONL (prompt/completion or chat messages).
+    Sft(cmd::sft::Args),
+    /// Distillation: a teacher's filtered traces fine-tune a student (resumable).
+    Distill(cmd::distill::Args),
+    /// DeepSeek-R1's four stages from one TOML file (resumable, with a report).
+    Pipeline(cmd::pipeline::Args),
     /// Draw the charts of a run folder (reward, accuracy, length, reflection).
     Plot { dir: std::path::PathBuf },
     /// Install the default model into the local cache (done on first use otherwise).
@@ -51,6 +57,9 @@ fn main() {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Sample(a) => cmd::sample::run(a),
         Command::Zero(a) => cmd::zero::run(a),
+        Command::Sft(a) => cmd::sft::run(a),
+        Command::Distill(a) => cmd::distill::run(a),
+        Command::Pipeline(a) => cmd::pipeline::run(a),
         Command::Plot { dir } => r1_metrics::plot_command(&dir),
         Command::Setup => {
             r1_model::registry::install_default().map(|p| println!("{}", p.display()))

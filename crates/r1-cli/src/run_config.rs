@@ -29,3 +29,13 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
         )
     })
 }
+
+impl From<Template> for r1_eval::Template {
+    fn from(t: Template) -> Self {
+        match t {
+            Template::Chat => Self::Chat,
+            Template::R1Zero => Self::R1Zero,
+            Template::Raw => Self::Raw,
+        }
+    }
+}

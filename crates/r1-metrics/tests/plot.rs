@@ -103,7 +103,7 @@ fn bad_files_error_clearly() {
     let err = plot_run(p).unwrap_err().to_string();
     assert!(err.contains("metrics.jsonl:2: no integer `step`"), "{err}");
 
-    write("{\"step\": 0, \"loss\": 1}\n");
+    write("{\"step\": 0, \"kl\": 1}\n");
     let err = plot_run(p).unwrap_err().to_string();
     assert!(err.contains("nothing to plot"), "{err}");
 

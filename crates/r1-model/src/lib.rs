@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod chat;
+pub mod classifier;
 pub mod config;
 pub mod error;
 pub mod gguf;

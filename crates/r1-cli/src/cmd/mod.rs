@@ -1,8 +1,12 @@
 pub mod bench;
 pub mod convert;
+pub mod distill;
 pub mod eval;
 pub mod generate;
+pub mod pipeline;
+pub mod rejection;
 pub mod reward;
 pub mod sample;
+pub mod sft;
 pub mod verify;
 pub mod zero;

@@ -37,6 +37,9 @@ pub struct ZeroConfig {
     pub rewards: Vec<RewardSpec>,
     /// Held-out evaluation.
     pub eval: EvalSettings,
+    /// Train LoRA adapters instead of all weights (`[lora]`: r, lora_alpha,
+    /// lora_dropout, target_modules). The saved model has the adapters merged.
+    pub lora: Option<r1_train::LoraConfig>,
     /// `cpu`, `cuda`, `cuda:N`.
     pub device: String,
     /// `f32`, `bf16`, `f16`.
@@ -96,6 +99,7 @@ impl Default for ZeroConfig {
             grpo,
             rewards: rewards.rewards,
             eval: EvalSettings::default(),
+            lora: None,
             device: "cpu".into(),
             dtype: "f32".into(),
         }
@@ -337,10 +341,12 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
         Some(d) => {
             let ckpt = checkpoint::find(d)?;
             let state = checkpoint::load_state(&ckpt)?;
-            (
-                r1_model::load_path(&ckpt.join("model"), &device, dtype)?,
-                Some((ckpt, state)),
-            )
+            // LoRA resumes from the original base plus the saved adapters.
+            let lm = match &cfg.lora {
+                Some(_) => r1_model::load(cfg.model.as_deref(), &device, dtype)?,
+                None => r1_model::load_path(&ckpt.join("model"), &device, dtype)?,
+            };
+            (lm, Some((ckpt, state)))
         }
         None => {
             if dir.join("checkpoint").exists() {
@@ -380,7 +386,15 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
             ..correctness_spec(&cfg.rewards)
         }],
     })?;
-    let policy = Trainable::new(lm)?;
+    let policy = match &cfg.lora {
+        Some(l) => Trainable::new_lora(lm, l.clone(), cfg.grpo.seed)?,
+        None => Trainable::new(lm)?,
+    };
+    if let Some((ckpt, _)) = &state {
+        if cfg.lora.is_some() {
+            checkpoint::load_adapters(ckpt, &policy)?;
+        }
+    }
     let tok = policy.tokenizer.clone();
     let eval_items: Vec<GrpoItem> = data
         .eval

@@ -3,7 +3,8 @@
 //! Written to `DIR`:
 //! - `charts.png`: the four panels below in a 2×2 grid (a panel without data
 //!   says so);
-//! - `reward.png`: `reward` with a ±`reward_std` band, and each `rewards/<name>`;
+//! - `reward.png`: `reward` with a ±`reward_std` band, and each `rewards/<name>`
+//!   (`loss.png`, the training loss, instead for SFT runs, which have no reward);
 //! - `accuracy.png`: `accuracy` (train) and the sparse eval points
 //!   `eval/accuracy_greedy`, `eval/accuracy_sampled` (and any other
 //!   `eval/accuracy*` / `eval/pass@*` key), drawn with markers;
@@ -116,8 +117,21 @@ fn panels(data: &SeriesMap) -> Vec<Panel> {
         unit,
         lines: lines.into_iter().filter(has).collect(),
     };
+    // An SFT run has a loss and no reward: its first panel shows the loss instead.
+    let first = if !data.contains_key("reward") && data.contains_key("loss") {
+        panel(
+            "loss.png",
+            "Training loss",
+            "loss (nats/token)",
+            "",
+            false,
+            vec![Line::new("loss", "loss")],
+        )
+    } else {
+        panel("reward.png", "Reward", "reward", "", false, reward)
+    };
     vec![
-        panel("reward.png", "Reward", "reward", "", false, reward),
+        first,
         panel("accuracy.png", "Accuracy", "accuracy", "", true, accuracy),
         panel(
             "length.png",
@@ -162,7 +176,7 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     let panels = panels(&data);
     if panels.iter().all(|p| p.lines.is_empty()) {
         bail!(
-            "{}: nothing to plot: none of reward, accuracy, eval/accuracy_*, \
+            "{}: nothing to plot: none of reward, loss, accuracy, eval/accuracy_*, \
              completions/mean_length, reflection/mean, reflection/frac has a value",
             path.display()
         );
