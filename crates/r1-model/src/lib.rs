@@ -11,6 +11,7 @@ pub mod hf;
 pub mod layers;
 pub mod logprobs;
 pub mod model;
+pub mod recompute;
 pub mod registry;
 pub mod scoring;
 pub mod tokenizer;

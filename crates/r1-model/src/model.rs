@@ -6,6 +6,7 @@
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::layers::{rms_norm, rope, softmax_last, Linear, Mlp, Mode};
+use crate::recompute::GradSink;
 use candle_core::{DType, Device, Result, Tensor, D};
 use std::collections::HashMap;
 
@@ -37,6 +38,9 @@ pub struct Model {
     /// `[vocab, hidden]`; the embedding itself when embeddings are tied.
     pub lm_head: Tensor,
     inv_freq: Tensor,
+    /// Set when activation checkpointing is on: collects the recomputed blocks' weight
+    /// gradients.
+    recompute: Option<GradSink>,
 }
 
 /// Names of every weight the architecture needs, in a stable order.
@@ -153,6 +157,7 @@ impl Model {
             norm: get("model.norm.weight"),
             lm_head,
             inv_freq,
+            recompute: None,
         })
     }
 
@@ -213,20 +218,31 @@ impl Model {
         let sin = freqs.sin()?.to_dtype(dtype)?;
         let mask = mask.map(|m| m.to_dtype(dtype)).transpose()?;
         for (i, block) in self.blocks.iter().enumerate() {
-            let h = rms_norm(&x, &block.input_norm, self.cfg.rms_norm_eps, mode)?;
-            let a = self.attention(
-                i,
-                &block.attn,
-                &h,
-                &cos,
-                &sin,
-                mask.as_ref(),
-                cache.as_deref_mut(),
-                mode,
-            )?;
-            x = (x + a)?;
-            let h = rms_norm(&x, &block.post_norm, self.cfg.rms_norm_eps, mode)?;
-            x = (&x + block.mlp.forward(&h, mode)?)?;
+            x = match (&self.recompute, mode, cache.is_none()) {
+                // Activation checkpointing: keep only the block's input; recompute the
+                // block during the backward pass.
+                (Some(sink), Mode::Train, true) => crate::recompute::checkpointed_block(
+                    &self.cfg,
+                    i,
+                    block,
+                    &x,
+                    &cos,
+                    &sin,
+                    mask.as_ref(),
+                    sink,
+                )?,
+                _ => block_forward(
+                    &self.cfg,
+                    i,
+                    block,
+                    &x,
+                    &cos,
+                    &sin,
+                    mask.as_ref(),
+                    cache.as_deref_mut(),
+                    mode,
+                )?,
+            };
         }
         if let Some(c) = cache {
             c.advance(t);
@@ -234,54 +250,89 @@ impl Model {
         rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, mode)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        layer: usize,
-        attn: &Attention,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: Option<&mut KvCache>,
-        mode: Mode,
-    ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let (nh, nkv, hd) = (
-            self.cfg.num_attention_heads,
-            self.cfg.num_key_value_heads,
-            self.cfg.head_dim,
-        );
-        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2);
-        let q = rope(&split(attn.q.forward(x, mode)?, nh)?, cos, sin, mode)?;
-        let k = rope(&split(attn.k.forward(x, mode)?, nkv)?, cos, sin, mode)?;
-        let v = split(attn.v.forward(x, mode)?, nkv)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(layer, &k, &v)?,
-            None => (k, v.contiguous()?),
-        };
-        let s = k.dim(2)?;
-        // Grouped-query attention without copying K/V: fold the query heads that share a
-        // KV head into the row dimension, [b, nkv, rep*t, d].
-        let rep = nh / nkv;
-        let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match mask {
-            Some(m) => scores
-                .reshape((b, nkv, rep, t, s))?
-                .broadcast_add(&m.unsqueeze(1)?)?
-                .reshape((b, nkv, rep * t, s))?,
-            None => scores,
-        };
-        let probs = softmax_last(&scores, mode)?;
-        let out = probs.matmul(&v)?; // [b, nkv, rep*t, d]
-        let out = out
-            .reshape((b, nh, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
-        attn.o.forward(&out, mode)
+    /// Turns on activation checkpointing for `Mode::Train` forwards; use
+    /// [`Model::backward`] so the recomputed blocks' weight gradients are collected.
+    pub fn enable_checkpointing(&mut self) {
+        self.recompute = Some(GradSink::default());
     }
+
+    /// `loss.backward()`, plus the weight gradients of checkpointed blocks.
+    pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+        let mut store = loss.backward()?;
+        if let Some(sink) = &self.recompute {
+            sink.drain_into(&mut store)?;
+        }
+        Ok(store)
+    }
+}
+
+/// One decoder block: pre-norm attention and pre-norm SwiGLU, both residual.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn block_forward(
+    cfg: &ModelConfig,
+    layer: usize,
+    block: &Block,
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: Option<&Tensor>,
+    cache: Option<&mut KvCache>,
+    mode: Mode,
+) -> Result<Tensor> {
+    let h = rms_norm(x, &block.input_norm, cfg.rms_norm_eps, mode)?;
+    let a = attention(cfg, layer, &block.attn, &h, cos, sin, mask, cache, mode)?;
+    let x = (x + a)?;
+    let h = rms_norm(&x, &block.post_norm, cfg.rms_norm_eps, mode)?;
+    &x + block.mlp.forward(&h, mode)?
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    cfg: &ModelConfig,
+    layer: usize,
+    attn: &Attention,
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: Option<&Tensor>,
+    cache: Option<&mut KvCache>,
+    mode: Mode,
+) -> Result<Tensor> {
+    let (b, t, _) = x.dims3()?;
+    let (nh, nkv, hd) = (
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+    );
+    let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2);
+    let q = rope(&split(attn.q.forward(x, mode)?, nh)?, cos, sin, mode)?;
+    let k = rope(&split(attn.k.forward(x, mode)?, nkv)?, cos, sin, mode)?;
+    let v = split(attn.v.forward(x, mode)?, nkv)?;
+    let (k, v) = match cache {
+        Some(c) => c.append(layer, &k, &v)?,
+        None => (k, v.contiguous()?),
+    };
+    let s = k.dim(2)?;
+    // Grouped-query attention without copying K/V: fold the query heads that share a
+    // KV head into the row dimension, [b, nkv, rep*t, d].
+    let rep = nh / nkv;
+    let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = match mask {
+        Some(m) => scores
+            .reshape((b, nkv, rep, t, s))?
+            .broadcast_add(&m.unsqueeze(1)?)?
+            .reshape((b, nkv, rep * t, s))?,
+        None => scores,
+    };
+    let probs = softmax_last(&scores, mode)?;
+    let out = probs.matmul(&v)?; // [b, nkv, rep*t, d]
+    let out = out
+        .reshape((b, nh, t, hd))?
+        .transpose(1, 2)?
+        .reshape((b, t, nh * hd))?;
+    attn.o.forward(&out, mode)
 }
 
 /// Large negative used for masked attention scores: finite so a fully masked row (a

@@ -183,3 +183,36 @@ fn chunked_logprobs_equal_the_full_log_softmax_in_value_and_gradient() {
         .unwrap();
     assert!(d < 1e-10, "entropy differs by {d}");
 }
+
+#[test]
+fn activation_checkpointing_gives_the_same_loss_and_gradients() {
+    let lm = common::load("tiny-qwen2", DType::F64);
+    let (map, vars) = vars_of(&lm.weights);
+    let plain = Model::from_tensors(&lm.cfg, &map, &Device::Cpu).unwrap();
+    let mut ckpt = plain.clone();
+    ckpt.enable_checkpointing();
+    let (l1, l2) = (loss(&plain), loss(&ckpt));
+    assert_eq!(
+        l1.to_scalar::<f64>().unwrap(),
+        l2.to_scalar::<f64>().unwrap()
+    );
+    let g1 = plain.backward(&l1).unwrap();
+    let g2 = ckpt.backward(&l2).unwrap();
+    for (name, v) in &vars {
+        let a = g1
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("no plain gradient for {name}"));
+        let b = g2
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("no checkpointed gradient for {name}"));
+        let d: f64 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-12, "{name}: gradients differ by {d}");
+    }
+}

@@ -30,6 +30,9 @@ pub struct Args {
     /// Timed training steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     train_steps: usize,
+    /// Train with activation checkpointing.
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -140,12 +143,15 @@ pub fn run(a: Args) -> Result<()> {
         let mut times = vec![];
         for step in 0..=a.train_steps {
             let t0 = Instant::now();
-            let model = trainable.train_model()?;
+            let mut model = trainable.train_model()?;
+            if a.gradient_checkpointing {
+                model.enable_checkpointing();
+            }
             let prompts: Vec<&[u32]> = (0..b).map(|r| &ids[r * t..r * t + 1]).collect();
             let comps: Vec<&[u32]> = (0..b).map(|r| &ids[r * t + 1..(r + 1) * t]).collect();
             let s = completion_logprobs(&model, &prompts, &comps, 1.0, Mode::Train, false)?;
             let loss = (s.logprobs.sum_all()? * (-1.0 / (b * (t - 1)) as f64))?;
-            let grads = loss.backward()?;
+            let grads = model.backward(&loss)?;
             opt.step(
                 &trainable.vars,
                 &r1_train::optim::grads_of(&trainable.vars, &grads),

@@ -86,6 +86,9 @@ pub struct GrpoConfig {
     pub eval_steps: usize,
     /// Seed for data order and sampling.
     pub seed: u64,
+    /// Recompute each decoder block's activations in the backward pass instead of
+    /// keeping them: much less memory for about one extra forward pass.
+    pub gradient_checkpointing: bool,
     /// Log-prob rows materialised at a time in the loss pass.
     pub logprob_chunk_rows: usize,
 }
@@ -124,6 +127,7 @@ impl Default for GrpoConfig {
             eval_steps: 10,
             seed: 0,
             logprob_chunk_rows: 256,
+            gradient_checkpointing: false,
         }
     }
 }

@@ -318,7 +318,10 @@ impl GrpoTrainer {
         let (mut grad_norm, mut skipped) = (0.0, 0usize);
         let mut lr = 0.0;
         for iteration in 0..cfg.num_iterations {
-            let model = self.policy.train_model()?;
+            let mut model = self.policy.train_model()?;
+            if cfg.gradient_checkpointing {
+                model.enable_checkpointing();
+            }
             let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
             let mut finite = true;
             for (c, r) in chunks.iter().enumerate() {
@@ -361,7 +364,7 @@ impl GrpoTrainer {
                         ent_n += out.tokens;
                     }
                 }
-                accumulate(&mut acc, &self.policy.vars, &out.loss.backward()?)?;
+                accumulate(&mut acc, &self.policy.vars, &model.backward(&out.loss)?)?;
             }
             lr = lr_at(
                 cfg.learning_rate,

@@ -49,6 +49,8 @@ pub struct SftConfig {
     pub lr_scheduler_type: Schedule,
     /// Global gradient-norm clip (0: none).
     pub max_grad_norm: f64,
+    /// Recompute activations in the backward pass (less memory, ~1 extra forward).
+    pub gradient_checkpointing: bool,
     pub weight_decay: f64,
     pub adam_beta1: f64,
     pub adam_beta2: f64,
@@ -82,6 +84,7 @@ impl Default for SftConfig {
             warmup_steps: 0,
             lr_scheduler_type: Schedule::Linear,
             max_grad_norm: 1.0,
+            gradient_checkpointing: false,
             weight_decay: 0.0,
             adam_beta1: 0.9,
             adam_beta2: 0.999,

@@ -125,13 +125,16 @@ impl SftTrainer {
         let mut nll = 0.0;
         let mut tokens = 0;
         for b in &batches {
-            let model = self.policy.train_model()?;
+            let mut model = self.policy.train_model()?;
+            if self.cfg.gradient_checkpointing {
+                model.enable_checkpointing();
+            }
             let items: Vec<&Tokenized> = b.iter().map(|&i| &self.data[i]).collect();
             tokens += items.iter().map(|t| t.len()).sum::<usize>();
             let (lp, _) = batch_logprob(&model, &items, Mode::Train)?;
             let loss = (lp.neg()? / n_tokens as f64)?;
             nll += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            accumulate(&mut grads, &self.policy.vars, &loss.backward()?)?;
+            accumulate(&mut grads, &self.policy.vars, &model.backward(&loss)?)?;
         }
         let lr = self.learning_rate();
         let info = self
