@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use r1_rewards::{equivalent, extract_answer, extract_reference, EquivOptions, ExtractOptions};
 
+fn fuzz_cases() -> u32 {
+    std::env::var("R1_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+}
+
 fn eq(a: &str, b: &str) -> bool {
     equivalent(a, b, &EquivOptions::default())
 }
@@ -101,7 +108,8 @@ fn latexish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    // 400 cases in CI; `R1_FUZZ_CASES=50000` for a long fuzzing run.
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), .. ProptestConfig::default() })]
 
     #[test]
     fn symmetric(a in answer(), b in answer()) {
