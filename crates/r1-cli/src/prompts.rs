@@ -52,18 +52,10 @@ pub fn messages(v: &Value) -> Result<Vec<Message>> {
     let arr = v
         .as_array()
         .context("expected a list of {role, content} messages")?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let role = m["role"]
-                .as_str()
-                .with_context(|| format!("message {i} has no string `role`"))?;
-            let content = m["content"]
-                .as_str()
-                .with_context(|| format!("message {i} has no string `content`"))?;
-            Ok(Message::new(role, content))
-        })
-        .collect()
+    Ok(r1_tasks::parse_messages(arr, "messages")?
+        .iter()
+        .map(|(r, c)| Message::new(r, c))
+        .collect())
 }
 
 /// A prompt from a JSON object: `prompt` (text or messages), `messages`, `question` or

@@ -85,7 +85,7 @@ fn take_question(obj: &mut Map<String, Value>) -> Result<(String, Messages)> {
         Value::String(s) if !s.trim().is_empty() => Ok((s, None)),
         Value::String(_) => bail!("`{key}` is empty"),
         Value::Array(items) if key == "prompt" => {
-            let messages = parse_messages(&items)?;
+            let messages = parse_messages(&items, "prompt")?;
             let question = messages
                 .iter()
                 .rev()
@@ -106,7 +106,8 @@ fn take_question(obj: &mut Map<String, Value>) -> Result<(String, Messages)> {
     }
 }
 
-fn parse_messages(items: &[Value]) -> Result<Vec<(String, String)>> {
+/// A chat `messages` list as (role, content) pairs; `key` names the field in errors.
+pub fn parse_messages(items: &[Value], key: &str) -> Result<Vec<(String, String)>> {
     items
         .iter()
         .enumerate()
@@ -115,7 +116,7 @@ fn parse_messages(items: &[Value]) -> Result<Vec<(String, String)>> {
                 m.get(name)
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("`prompt` message {} has no string `{name}`", i + 1))
+                    .ok_or_else(|| anyhow!("`{key}` message {} has no string `{name}`", i + 1))
             };
             Ok((field("role")?, field("content")?))
         })

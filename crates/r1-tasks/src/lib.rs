@@ -25,6 +25,6 @@ pub mod template;
 
 pub use cursor::DataCursor;
 pub use example::Example;
-pub use jsonl::load_jsonl;
+pub use jsonl::{load_jsonl, parse_messages};
 pub use spec::{load_task, TaskData, TaskSource, TaskSpec};
 pub use template::{r1_zero_prompt, DEFAULT_SYSTEM_PROMPT, R1_ZERO_TEMPLATE};

@@ -101,19 +101,7 @@ fn turns(v: &Value, key: &str) -> Result<Vec<Turn>> {
     let Value::Array(items) = v else {
         bail!("`{key}` must be a string or a list of chat messages");
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let field = |name: &str| {
-                m.get(name)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("`{key}` message {} has no string `{name}`", i + 1))
-            };
-            Ok((field("role")?, field("content")?))
-        })
-        .collect()
+    r1_tasks::parse_messages(items, key)
 }
 
 #[cfg(test)]
