@@ -151,8 +151,16 @@ impl RolloutEngine for LocalEngine<'_> {
                     .collect()
             };
             rows.par_iter_mut()
-                .zip(logits.par_iter())
+                .zip(logits.par_iter_mut())
                 .for_each(|(s, l)| {
+                    if s.tokens.len() < p.min_new_tokens {
+                        // Too early to end: end-of-sequence tokens cannot be drawn.
+                        for &e in &eos {
+                            if let Some(x) = l.get_mut(e as usize) {
+                                *x = f32::NEG_INFINITY;
+                            }
+                        }
+                    }
                     let (tok, lp) = sample_token(l, p, &mut s.rng);
                     s.tokens.push(tok);
                     s.logprobs.push(lp);

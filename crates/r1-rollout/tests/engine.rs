@@ -135,6 +135,23 @@ fn greedy_stops_on_stop_strings_eos_and_length() {
     assert_eq!(cut.finish_reason, FinishReason::Stop);
     assert_eq!(cut.text, full.text[..full.text.find(&stop).unwrap()]);
     assert!(cut.token_ids.len() < 16);
+    // min_new_tokens keeps an end-of-sequence token from being drawn too early.
+    let mut forced_lm = tiny();
+    forced_lm.tokenizer.add_eos_ids(&[full.token_ids[3]]);
+    let mut eng = LocalEngine {
+        model: &model,
+        tokenizer: &forced_lm.tokenizer,
+        on_tokens: None,
+    };
+    let p = SamplingParams {
+        temperature: 0.0,
+        max_new_tokens: 16,
+        min_new_tokens: 16,
+        ..Default::default()
+    };
+    let forced = eng.generate(&ps[..1], 1, &p).unwrap().remove(0).remove(0);
+    assert_eq!(forced.finish_reason, FinishReason::Length);
+    assert_eq!(forced.token_ids.len(), 16);
     // Declaring the 4th greedy token an end-of-sequence id ends generation there.
     lm.tokenizer.add_eos_ids(&[full.token_ids[3]]);
     let first = full
