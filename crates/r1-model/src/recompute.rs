@@ -14,7 +14,7 @@ use crate::layers::Mode;
 use crate::model::{block_forward, Block};
 use candle_core::backprop::GradStore;
 use candle_core::{
-    CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor, TensorId, Var,
+    CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, TensorId, Var,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,12 +124,21 @@ impl CheckpointedBlock {
     }
 }
 
-impl CustomOp1 for CheckpointedBlock {
+// The second argument is an "anchor": one trainable tensor of the block. candle records
+// an op in the graph only if an argument is tracked; when the block's input is not (LoRA
+// over a frozen embedding), the anchor keeps the recomputed block in the graph.
+impl CustomOp2 for CheckpointedBlock {
     fn name(&self) -> &'static str {
         "checkpointed-decoder-block"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let Some((start, end)) = l.contiguous_offsets() else {
             candle_core::bail!("checkpointed block: input must be contiguous");
         };
@@ -150,7 +159,13 @@ impl CustomOp1 for CheckpointedBlock {
         }
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _anchor: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let x = Var::from_tensor(&arg.detach())?;
         let y = self.run(&self.block, x.as_tensor())?;
         let g = y.mul(&grad.detach())?.sum_all()?.backward()?;
@@ -159,11 +174,13 @@ impl CustomOp1 for CheckpointedBlock {
                 self.sink.add(w.id(), gw.clone())?;
             }
         }
-        Ok(g.get(x.as_tensor()).cloned())
+        // The anchor's real gradient is in the sink with the other weights'.
+        Ok((g.get(x.as_tensor()).cloned(), None))
     }
 }
 
-/// Runs `block` on `x` as a checkpointed op (CPU; elsewhere it runs normally).
+/// Runs `block` on `x` as a checkpointed op (CPU, f32/f64, and only when the block has
+/// a trainable tensor; otherwise it runs normally).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn checkpointed_block(
     cfg: &ModelConfig,
@@ -175,10 +192,16 @@ pub(crate) fn checkpointed_block(
     mask: Option<&Tensor>,
     sink: &GradSink,
 ) -> Result<Tensor> {
-    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    let anchor = weights(block)
+        .into_iter()
+        .find(|w| w.is_variable())
+        .cloned();
+    let Some(anchor) =
+        anchor.filter(|_| x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64))
+    else {
         let none: Option<&mut KvCache> = None;
         return block_forward(cfg, layer, block, x, cos, sin, mask, none, Mode::Train);
-    }
+    };
     let op = CheckpointedBlock {
         cfg: cfg.clone(),
         layer,
@@ -188,5 +211,5 @@ pub(crate) fn checkpointed_block(
         mask: mask.map(|m| m.detach()),
         sink: sink.clone(),
     };
-    x.contiguous()?.apply_op1(op)
+    x.contiguous()?.apply_op2(&anchor, op)
 }
