@@ -70,3 +70,20 @@ pub fn encode(tok: &Tokenizer, template: Template, ex: &Example) -> Result<(Stri
         }
     }
 }
+
+/// Token ids of every example's prompt; an error names the example.
+pub fn encode_all(
+    tok: &r1_model::Tokenizer,
+    template: Template,
+    examples: &[r1_tasks::Example],
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    use anyhow::Context;
+    examples
+        .iter()
+        .map(|ex| {
+            encode(tok, template, ex)
+                .map(|(_, ids)| ids)
+                .with_context(|| format!("prompt for {}", ex.id))
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! question, pass@1 with a 95% interval, cons@k, unbiased pass@k.
 
 use crate::device::DeviceArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use r1_eval::output::{write_json, write_jsonl};
 use r1_eval::{generate_all, score_question, summarize, Grader, Template};
@@ -68,14 +68,7 @@ pub fn run(a: Args) -> Result<()> {
     let lm = r1_model::load(a.model.as_deref(), &a.dev.device()?, a.dev.dtype()?)?;
     let model = lm.model()?;
     let tok = &lm.tokenizer;
-    let prompts: Vec<Vec<u32>> = examples
-        .iter()
-        .map(|ex| {
-            r1_eval::prompt::encode(tok, a.template, ex)
-                .map(|(_, ids)| ids)
-                .with_context(|| format!("prompt for {}", ex.id))
-        })
-        .collect::<Result<_>>()?;
+    let prompts = r1_eval::prompt::encode_all(tok, a.template, &examples)?;
     let params = SamplingParams {
         temperature,
         top_p: a.top_p,

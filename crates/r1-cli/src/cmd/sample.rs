@@ -3,7 +3,7 @@
 
 use super::eval::{check_sampling, progress_bar};
 use crate::device::DeviceArgs;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use r1_eval::output::{write_atomic, write_json};
 use r1_eval::{candidates, generate_all, select, sft_record, FilterOptions, Grader, Template};
 use r1_rollout::{LocalEngine, SamplingParams};
@@ -68,14 +68,7 @@ pub fn run(a: Args) -> Result<()> {
     let lm = r1_model::load(a.model.as_deref(), &a.dev.device()?, a.dev.dtype()?)?;
     let model = lm.model()?;
     let tok = &lm.tokenizer;
-    let prompts: Vec<Vec<u32>> = examples
-        .iter()
-        .map(|ex| {
-            r1_eval::prompt::encode(tok, a.template, ex)
-                .map(|(_, ids)| ids)
-                .with_context(|| format!("prompt for {}", ex.id))
-        })
-        .collect::<Result<_>>()?;
+    let prompts = r1_eval::prompt::encode_all(tok, a.template, &examples)?;
     let params = SamplingParams {
         temperature: a.temperature,
         top_p: a.top_p,
