@@ -69,13 +69,8 @@ fn main() {
         Command::Reward(a) => cmd::reward::run(a).map(exit_unless),
     };
     if let Err(e) = result {
-        // One line, the whole cause chain, no backtrace (candle appends one to its
-        // messages when RUST_BACKTRACE is set).
-        let msg = format!("{e:#}");
-        eprintln!(
-            "error: {}",
-            msg.lines().next().unwrap_or_default().trim_end()
-        );
+        // One line, the whole cause chain, no backtrace.
+        eprintln!("error: {}", one_line(&format!("{e:#}")));
         std::process::exit(1);
     }
 }
@@ -84,4 +79,23 @@ fn exit_unless(ok: bool) {
     if !ok {
         std::process::exit(2);
     }
+}
+
+/// Folds a multi-line message (TOML errors point at the line with a caret) into one
+/// line, dropping the backtrace candle appends to its messages when RUST_BACKTRACE is
+/// set (frames look like `   0: candle_core::...`).
+fn one_line(msg: &str) -> String {
+    let is_frame = |l: &str| {
+        let t = l.trim_start();
+        t.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            || t.starts_with("at ")
+            || t == "stack backtrace:"
+    };
+    msg.lines()
+        .take_while(|l| !is_frame(l))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "|")
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -141,6 +141,22 @@ fn bad_flags_and_prompt_files_are_named() {
     let (code, _, err) = r1(&["generate", "--model", m, "--input", f.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("{}:2", f.display())), "{err}");
+    // A TOML error keeps its reason (toml spreads it over several lines).
+    let cfg = std::env::temp_dir().join(format!("r1-cli-bad-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[[rewards]]\nname = \"accuracy\"\n[rewardz]\n").unwrap();
+    let (code, _, err) = r1(&[
+        "reward",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--input",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unknown field `rewardz`"),
+        "the reason was lost: {err}"
+    );
 }
 
 #[test]

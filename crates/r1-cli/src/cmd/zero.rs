@@ -150,7 +150,11 @@ const CONFIG_FILE: &str = "config.toml";
 
 fn effective_config(a: &Args) -> Result<ZeroConfig> {
     let mut cfg: ZeroConfig = match (&a.resume, &a.config) {
-        (Some(dir), _) => load_toml(&dir.join(CONFIG_FILE))?,
+        (Some(dir), _) => {
+            // Say "nothing to resume" rather than "config.toml: not found".
+            checkpoint::find(dir)?;
+            load_toml(&dir.join(CONFIG_FILE))?
+        }
         (None, Some(p)) => load_toml(p)?,
         (None, None) => ZeroConfig::default(),
     };
