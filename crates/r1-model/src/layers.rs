@@ -1,8 +1,11 @@
-//! Building blocks of the decoder. Each op has two implementations chosen by [`Mode`]:
-//! candle's fused kernels for sampling (fast, but they record no backward pass) and
-//! differentiable composites for training. Keeping both behind one function is what
-//! lets the sampler and the trainer share a single model definition.
+//! Building blocks of the decoder. On the CPU in f32/f64 the element-wise ops run r1's
+//! fused kernels (`kernels`), which carry their own backward passes and so serve
+//! sampling and training alike. Elsewhere each op has two implementations chosen by
+//! [`Mode`]: candle's fused kernels for sampling (fast, but they record no backward
+//! pass) and differentiable composites for training. Keeping them behind one function
+//! is what lets the sampler and the trainer share a single model definition.
 
+use crate::kernels;
 use candle_core::{Result, Tensor, D};
 
 /// Which kernels to run: candle's fused ops silently drop gradients, so training
@@ -68,43 +71,108 @@ impl Linear {
     }
 }
 
+/// RMSNorm over the last dimension. f32/f64 on the CPU run the fused kernel (with its
+/// own backward pass) in both modes; elsewhere sampling uses candle's fused op and
+/// training the differentiable composite.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
+    if kernels::supported(x) {
+        return kernels::rms_norm::rms_norm(x, weight, eps);
+    }
     match mode {
         Mode::Infer => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
-        Mode::Train => {
-            // Accumulate in f32 for half types; keep f64 as f64 (gradient checks need it).
-            let dtype = x.dtype();
-            let x32 = x.to_dtype(crate::logprobs::compute_dtype(dtype))?;
-            let ms = x32.sqr()?.mean_keepdim(D::Minus1)?;
-            let normed = x32.broadcast_div(&(ms + eps)?.sqrt()?)?;
-            normed.to_dtype(dtype)?.broadcast_mul(weight)
-        }
+        Mode::Train => rms_norm_composite(x, weight, eps),
     }
 }
 
-/// Rotary embedding, rotate-half layout (Hugging Face). `cos`/`sin` are `[b, t, d/2]`
+/// RMSNorm from differentiable candle ops, as Hugging Face computes it.
+pub fn rms_norm_composite(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    // Accumulate in f32 for half types; keep f64 as f64 (gradient checks need it).
+    let dtype = x.dtype();
+    let x32 = x.to_dtype(crate::logprobs::compute_dtype(dtype))?;
+    let ms = x32.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = x32.broadcast_div(&(ms + eps)?.sqrt()?)?;
+    normed.to_dtype(dtype)?.broadcast_mul(weight)
+}
+
+/// Splits a projection `[b, t, heads·d]` into heads `[b, heads, t, d]` and applies the
+/// rotary embedding (rotate-half layout, as Hugging Face). `cos`/`sin` are `[b, t, d/2]`
 /// so every row of a left-padded batch has its own positions.
-pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
+pub fn rope_heads(
+    x: &Tensor,
+    heads: usize,
+    cos: &Tensor,
+    sin: &Tensor,
+    mode: Mode,
+) -> Result<Tensor> {
+    if kernels::supported(x) {
+        return kernels::rope::rope_split_heads(x, cos, sin, heads);
+    }
+    let (b, t, _) = x.dims3()?;
+    let x = x.reshape((b, t, heads, ()))?.transpose(1, 2)?;
     match mode {
         Mode::Infer => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
-        Mode::Train => {
-            let (_b, _h, _t, d) = x.dims4()?;
-            let half = d / 2;
-            let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
-            let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
-            let x1 = x.narrow(D::Minus1, 0, half)?;
-            let x2 = x.narrow(D::Minus1, half, half)?;
-            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
-        }
+        Mode::Train => rope_composite(&x, cos, sin),
     }
 }
 
-pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
-    match mode {
-        Mode::Infer => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
-        Mode::Train => candle_nn::ops::softmax(x, D::Minus1),
+/// Rotary embedding of `x` `[b, h, t, d]` from differentiable candle ops.
+pub fn rope_composite(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (_b, _h, _t, d) = x.dims4()?;
+    let half = d / 2;
+    let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+    let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+}
+
+/// Attention probabilities `softmax(scale · scores + mask)` for scores `[b, g, m, s]`
+/// (`m` stacks the query heads sharing a KV head over `t` positions) and an additive
+/// mask `[b, 1, t, s]`.
+pub fn attention_probs(
+    scores: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    mode: Mode,
+) -> Result<Tensor> {
+    if kernels::supported(scores) {
+        return kernels::softmax::scaled_masked_softmax(scores, mask, scale);
     }
+    let scores = attention_logits_composite(scores, mask, scale)?;
+    match mode {
+        Mode::Infer => candle_nn::ops::softmax_last_dim(&scores.contiguous()?),
+        Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1),
+    }
+}
+
+/// `scale · scores + mask` from candle ops, the mask broadcast over the stacked heads.
+pub fn attention_logits_composite(
+    scores: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, g, m, s) = scores.dims4()?;
+    let scores = (scores * scale)?;
+    match mask {
+        Some(mk) => {
+            let t = mk.dim(2)?;
+            scores
+                .reshape((b, g, m / t, t, s))?
+                .broadcast_add(&mk.unsqueeze(1)?)?
+                .reshape((b, g, m, s))
+        }
+        None => Ok(scores),
+    }
+}
+
+/// `silu(gate) ⊙ up`, fused on the CPU.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if kernels::supported(gate) {
+        return kernels::swiglu::swiglu(gate, up);
+    }
+    // candle's unary silu records its backward pass, so one path serves both modes.
+    gate.silu()? * up
 }
 
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
@@ -118,8 +186,7 @@ pub struct Mlp {
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let g = self.gate.forward(x, mode)?;
-        // candle's unary silu records its backward pass, so one path serves both modes.
-        self.down
-            .forward(&(g.silu()? * self.up.forward(x, mode)?)?, mode)
+        let u = self.up.forward(x, mode)?;
+        self.down.forward(&swiglu(&g, &u)?, mode)
     }
 }

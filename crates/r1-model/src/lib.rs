@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod gguf;
 pub mod hf;
+pub mod kernels;
 pub mod layers;
 pub mod logprobs;
 pub mod model;

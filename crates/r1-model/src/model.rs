@@ -5,7 +5,7 @@
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
-use crate::layers::{rms_norm, rope, softmax_last, Linear, Mlp, Mode};
+use crate::layers::{attention_probs, rms_norm, rope_heads, Linear, Mlp, Mode};
 use crate::recompute::GradSink;
 use candle_core::{DType, Device, Result, Tensor, D};
 use std::collections::HashMap;
@@ -304,29 +304,23 @@ fn attention(
         cfg.num_key_value_heads,
         cfg.head_dim,
     );
-    let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2);
-    let q = rope(&split(attn.q.forward(x, mode)?, nh)?, cos, sin, mode)?;
-    let k = rope(&split(attn.k.forward(x, mode)?, nkv)?, cos, sin, mode)?;
-    let v = split(attn.v.forward(x, mode)?, nkv)?;
+    let q = rope_heads(&attn.q.forward(x, mode)?, nh, cos, sin, mode)?;
+    let k = rope_heads(&attn.k.forward(x, mode)?, nkv, cos, sin, mode)?;
+    let v = attn
+        .v
+        .forward(x, mode)?
+        .reshape((b, t, nkv, hd))?
+        .transpose(1, 2)?;
     let (k, v) = match cache {
         Some(c) => c.append(layer, &k, &v)?,
         None => (k, v.contiguous()?),
     };
-    let s = k.dim(2)?;
     // Grouped-query attention without copying K/V: fold the query heads that share a
     // KV head into the row dimension, [b, nkv, rep*t, d].
     let rep = nh / nkv;
     let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
     let scale = 1.0 / (hd as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let scores = match mask {
-        Some(m) => scores
-            .reshape((b, nkv, rep, t, s))?
-            .broadcast_add(&m.unsqueeze(1)?)?
-            .reshape((b, nkv, rep * t, s))?,
-        None => scores,
-    };
-    let probs = softmax_last(&scores, mode)?;
+    let probs = attention_probs(&q.matmul(&k.t()?)?, mask, scale, mode)?;
     let out = probs.matmul(&v)?; // [b, nkv, rep*t, d]
     let out = out
         .reshape((b, nh, t, hd))?

@@ -178,7 +178,7 @@ fn grpo_with_lora_learns() {
     )
     .unwrap();
     let cfg = GrpoConfig {
-        learning_rate: 2e-2,
+        learning_rate: 1e-2,
         num_generations: 8,
         per_device_train_batch_size: 16,
         gradient_accumulation_steps: 2,
@@ -204,8 +204,10 @@ fn grpo_with_lora_learns() {
     }
     let after = greedy_accuracy(&trainer.policy, &all);
     eprintln!("LoRA greedy accuracy {before:.2} -> {after:.2}");
-    // With frozen random embeddings the adapters reach the most common answer (0.20) here,
-    // full fine-tuning gets further (see grpo_learns.rs); both start at chance (0.04).
+    // With frozen random embeddings the adapters reach the most common answer (0.20) or
+    // more here, full fine-tuning gets further (see grpo_learns.rs); both start at chance
+    // (0.04). At learning rate 1e-2 this holds for seeds 1-5 (0.20-0.48); at 2e-2 some
+    // seeds stall at 0.08-0.12, so rounding-level changes in the kernels could flip it.
     assert!(
         after >= before + 0.15,
         "greedy accuracy {before} -> {after}"

@@ -1,0 +1,216 @@
+//! Every fused kernel against its composite equivalent (values and gradients, f32 and
+//! f64), and its backward pass against finite differences in f64.
+
+use candle_core::{DType, Device, Tensor, Var};
+use r1_model::kernels::{rms_norm::rms_norm, rope::rope_split_heads, softmax, swiglu::swiglu};
+use r1_model::layers::{attention_logits_composite, rms_norm_composite, rope_composite};
+use r1_model::model::causal_mask;
+
+fn randn(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    // A small LCG keeps the tests independent of candle's RNG.
+    let n: usize = shape.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// A scalar loss weighting every output element differently, so gradients differ per
+/// element.
+fn weighted_sum(y: &Tensor, seed: u64) -> Tensor {
+    let w = randn(y.dims(), seed, y.dtype());
+    (y * w).unwrap().sum_all().unwrap()
+}
+
+type Op<'a> = dyn Fn(&[Tensor]) -> Tensor + 'a;
+
+/// Values and input gradients of `fused` and `composite` agree to `tol`.
+fn check_against_composite(inputs: &[Tensor], fused: &Op<'_>, composite: &Op<'_>, tol: f64) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let (yf, yc) = (fused(&ts), composite(&ts));
+    let d = max_diff(&yf, &yc);
+    assert!(d < tol, "forward differs by {d}");
+    let gf = weighted_sum(&yf, 99).backward().unwrap();
+    let gc = weighted_sum(&yc, 99).backward().unwrap();
+    for (i, v) in vars.iter().enumerate() {
+        let a = gf.get(v.as_tensor()).expect("fused op gives no gradient");
+        let b = gc.get(v.as_tensor()).unwrap();
+        let d = max_diff(a, b);
+        assert!(d < tol, "gradient of input {i} differs by {d}");
+    }
+}
+
+/// The fused backward matches central finite differences at a few elements (f64).
+fn check_finite_differences(inputs: &[Tensor], fused: &Op<'_>) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let grads = weighted_sum(&fused(&ts), 7).backward().unwrap();
+    let eps = 1e-6;
+    for (i, v) in vars.iter().enumerate() {
+        let g: Vec<f64> = grads
+            .get(v.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let base: Vec<f64> = inputs[i].flatten_all().unwrap().to_vec1().unwrap();
+        for k in [0, base.len() / 3, base.len() - 1] {
+            let eval = |delta: f64| {
+                let mut p = base.clone();
+                p[k] += delta;
+                let mut xs = inputs.to_vec();
+                xs[i] = Tensor::from_vec(p, inputs[i].dims(), &Device::Cpu).unwrap();
+                weighted_sum(&fused(&xs), 7).to_scalar::<f64>().unwrap()
+            };
+            let fd = (eval(eps) - eval(-eps)) / (2.0 * eps);
+            let err = (fd - g[k]).abs() / (1.0 + fd.abs());
+            assert!(
+                err < 1e-7,
+                "input {i}[{k}]: analytic {} vs numeric {fd}",
+                g[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn rms_norm_matches_composite() {
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let x = (randn(&[3, 5, 24], 1, dtype) * 3.0).unwrap();
+        let w = randn(&[24], 2, dtype);
+        let fused = |t: &[Tensor]| rms_norm(&t[0], &t[1], 1e-5).unwrap();
+        let comp = |t: &[Tensor]| rms_norm_composite(&t[0], &t[1], 1e-5).unwrap();
+        check_against_composite(&[x.clone(), w.clone()], &fused, &comp, tol);
+        if dtype == DType::F64 {
+            check_finite_differences(&[x, w], &fused);
+        }
+    }
+}
+
+#[test]
+fn rope_matches_composite() {
+    let (b, t, heads, d) = (2, 5, 3, 8);
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let x = randn(&[b, t, heads * d], 3, dtype);
+        // Rows at different positions, as in a left-padded batch.
+        let ang = (randn(&[b, t, d / 2], 4, DType::F64) * 6.0).unwrap();
+        let (cos, sin) = (
+            ang.cos().unwrap().to_dtype(dtype).unwrap(),
+            ang.sin().unwrap().to_dtype(dtype).unwrap(),
+        );
+        let (c2, s2) = (cos.clone(), sin.clone());
+        let fused = move |t: &[Tensor]| rope_split_heads(&t[0], &c2, &s2, heads).unwrap();
+        let comp = |ts: &[Tensor]| {
+            let x = ts[0]
+                .reshape((b, t, heads, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap();
+            rope_composite(&x, &cos, &sin).unwrap()
+        };
+        check_against_composite(std::slice::from_ref(&x), &fused, &comp, tol);
+        if dtype == DType::F64 {
+            check_finite_differences(&[x], &fused);
+        }
+    }
+}
+
+#[test]
+fn masked_softmax_matches_composite() {
+    // Two KV groups of rep = 2 query heads over t = 4 new tokens after 2 cached ones,
+    // with left padding in the second row: every masking case at once.
+    let (b, g, rep, t, past) = (2, 2, 2, 4, 2);
+    let mask = causal_mask(&[0, 3], past, t, &Device::Cpu).unwrap();
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let x = (randn(&[b, g, rep * t, past + t], 5, dtype) * 4.0).unwrap();
+        let mk = mask.to_dtype(dtype).unwrap();
+        let m2 = mk.clone();
+        let fused =
+            move |ts: &[Tensor]| softmax::scaled_masked_softmax(&ts[0], Some(&m2), 0.3).unwrap();
+        let comp = |ts: &[Tensor]| {
+            let z = attention_logits_composite(&ts[0], Some(&mk), 0.3).unwrap();
+            candle_nn::ops::softmax(&z, candle_core::D::Minus1).unwrap()
+        };
+        check_against_composite(std::slice::from_ref(&x), &fused, &comp, tol);
+        if dtype == DType::F64 {
+            check_finite_differences(std::slice::from_ref(&x), &fused);
+        }
+        // Without a mask too.
+        let fused = |ts: &[Tensor]| softmax::scaled_masked_softmax(&ts[0], None, 0.3).unwrap();
+        let comp = |ts: &[Tensor]| {
+            candle_nn::ops::softmax(&(&ts[0] * 0.3).unwrap(), candle_core::D::Minus1).unwrap()
+        };
+        check_against_composite(&[x], &fused, &comp, tol);
+    }
+}
+
+#[test]
+fn swiglu_matches_composite() {
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let g = (randn(&[4, 7, 33], 6, dtype) * 5.0).unwrap();
+        let u = randn(&[4, 7, 33], 7, dtype);
+        let fused = |t: &[Tensor]| swiglu(&t[0], &t[1]).unwrap();
+        let comp = |t: &[Tensor]| (t[0].silu().unwrap() * &t[1]).unwrap();
+        check_against_composite(&[g.clone(), u.clone()], &fused, &comp, tol);
+        if dtype == DType::F64 {
+            check_finite_differences(&[g, u], &fused);
+        }
+    }
+}
+
+#[test]
+fn kernels_parallelise_over_many_rows() {
+    // Large enough that rayon splits the work: the results must not depend on the split.
+    let x = randn(&[64, 40, 96], 8, DType::F32);
+    let w = randn(&[96], 9, DType::F32);
+    let d = max_diff(
+        &rms_norm(&x, &w, 1e-6).unwrap(),
+        &rms_norm_composite(&x, &w, 1e-6).unwrap(),
+    );
+    assert!(d < 1e-5, "{d}");
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let x = randn(&[2, 3, 8], 1, DType::F32);
+    assert!(rms_norm(&x, &randn(&[7], 1, DType::F32), 1e-5).is_err());
+    let ang = randn(&[2, 3, 2], 1, DType::F32);
+    assert!(rope_split_heads(&x, &ang, &ang, 3).is_err());
+    let s = randn(&[1, 1, 4, 5], 1, DType::F32);
+    let mask = causal_mask(&[0], 0, 3, &Device::Cpu).unwrap();
+    assert!(softmax::scaled_masked_softmax(&s, Some(&mask), 1.0).is_err());
+    assert!(swiglu(&x, &randn(&[2, 3, 9], 1, DType::F32)).is_err());
+}
