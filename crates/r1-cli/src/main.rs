@@ -1,5 +1,6 @@
 //! `r1`: train language models to reason the DeepSeek-R1 way.
 
+mod alloc;
 mod cmd;
 mod device;
 mod prompts;
@@ -49,6 +50,7 @@ enum Command {
 }
 
 fn main() {
+    alloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => cmd::generate::run(a),

@@ -139,11 +139,22 @@ pub fn attention_probs(
     if kernels::supported(scores) {
         return kernels::softmax::scaled_masked_softmax(scores, mask, scale);
     }
-    let scores = attention_logits_composite(scores, mask, scale)?;
     match mode {
-        Mode::Infer => candle_nn::ops::softmax_last_dim(&scores.contiguous()?),
-        Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1),
+        Mode::Infer => {
+            let scores = attention_logits_composite(scores, mask, scale)?;
+            candle_nn::ops::softmax_last_dim(&scores.contiguous()?)
+        }
+        Mode::Train => attention_probs_composite(scores, mask, scale),
     }
+}
+
+/// [`attention_probs`] from differentiable candle ops.
+pub fn attention_probs_composite(
+    scores: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    candle_nn::ops::softmax(&attention_logits_composite(scores, mask, scale)?, D::Minus1)
 }
 
 /// `scale · scores + mask` from candle ops, the mask broadcast over the stacked heads.

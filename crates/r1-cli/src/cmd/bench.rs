@@ -16,7 +16,8 @@ use std::time::Instant;
 pub struct Args {
     #[arg(long)]
     model: Option<String>,
-    /// Which benchmarks: any of matmul, gen, train (comma separated).
+    /// Which benchmarks: any of matmul, gen, train, ops (comma separated; ops profiles
+    /// one training step op by op).
     #[arg(long, default_value = "matmul,gen,train")]
     what: String,
     #[arg(long, default_value = "1,8,32")]
@@ -132,6 +133,13 @@ pub fn run(a: Args) -> Result<()> {
             rows.push(serde_json::json!({"batch": bs, "prompt_len": plen, "new_tokens": toks, "seconds": secs, "tokens_per_s": tps}));
         }
         figures["generate"] = rows.into();
+    }
+    if what.contains(&"ops") {
+        println!(
+            "op profile of one training step at batch {} x {}:",
+            a.train_batch, a.train_seq
+        );
+        figures["ops"] = super::bench_ops::run(&lm.cfg, a.train_batch, a.train_seq, &device)?;
     }
     if what.contains(&"train") {
         let trainable = Trainable::new(lm)?;

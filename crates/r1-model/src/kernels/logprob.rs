@@ -64,6 +64,19 @@ pub fn row_stats<T: Real>(
     })
 }
 
+/// Zero instead of a subnormal. Far-off tokens' probabilities underflow into the
+/// subnormal range, and a GEMM over subnormal operands runs ~80× slower on x86 (a
+/// 12 s instead of 0.15 s lm_head block was measured); they are below 1e-38 and
+/// contribute nothing.
+#[inline]
+pub fn flush_subnormal<T: Real>(v: T) -> T {
+    if v < T::min_positive_value() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
 /// Turns a block of logits `[rows, cols]`, holding vocabulary columns
 /// `col_offset..col_offset + cols`, in place into `∂L/∂logits` for
 /// `L = Σ_r g_r · logprob_r`: `(onehot(target) − softmax(z)) · g / T`, with each
@@ -88,7 +101,7 @@ impl LogitsToGrad {
                 let scale = T::from(self.grad[r] * self.inv_t).unwrap();
                 let lse = T::from(self.lse[r]).unwrap();
                 for v in row.iter_mut() {
-                    *v = -(*v * inv_t - lse).exp() * scale;
+                    *v = -flush_subnormal((*v * inv_t - lse).exp()) * scale;
                 }
                 let t = self.targets[r] as usize;
                 if (self.col_offset..self.col_offset + cols).contains(&t) {

@@ -8,6 +8,7 @@
 //! `[b or 1, 1, t, s]` and row `i` of `m` uses mask row `i mod t`.
 
 use super::cpu::{slice, with_data, Real};
+use super::logprob::flush_subnormal;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -70,7 +71,8 @@ fn forward<T: Real>(x: &[T], dims: &[usize], mask: Option<(&[T], &[usize])>, sca
                 sum += *v;
             }
             let inv = sum.recip();
-            p.iter_mut().for_each(|v| *v *= inv);
+            // Subnormal probabilities would slow the P·V GEMMs ~80× (see logprob).
+            p.iter_mut().for_each(|v| *v = flush_subnormal(*v * inv));
         });
     p
 }
