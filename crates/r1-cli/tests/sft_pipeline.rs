@@ -1,5 +1,6 @@
-//! `r1 sft` and `r1 pipeline` on the tiny-llama fixture: exact resume, clear errors,
-//! all four pipeline stages with a resume after a stage.
+//! `r1 sft` and `r1 pipeline` on the tiny-llama fixture: exact resume (full and LoRA),
+//! the merged LoRA model, clear errors, all four pipeline stages with a resume after a
+//! stage.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,6 +87,138 @@ fn sft_resumes_at_the_same_step() {
     }
     assert!(a[5].1 < a[0].1, "loss did not fall: {a:?}");
     assert!(full.join("loss.png").exists() && full.join("done.json").exists());
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+/// Every value of `t`, as f32.
+fn values(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn sft_with_lora_saves_a_merged_model_and_resumes() {
+    use candle_core::{DType, Device};
+    let t = temp("lora");
+    let data = t.join("d.jsonl");
+    let rows: String = (0..6)
+        .map(|i| format!("{{\"prompt\":\"question {i}\",\"completion\":\"answer {i} {i}\"}}\n"))
+        .collect();
+    std::fs::write(&data, rows).unwrap();
+    let cfg = t.join("sft.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{SFT_CFG}[lora]\nr = 4\nlora_alpha = 8.0\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]\n"
+        ),
+    )
+    .unwrap();
+    let (m, d, c) = (
+        fixture(),
+        data.display().to_string(),
+        cfg.display().to_string(),
+    );
+    let (full, part) = (t.join("full"), t.join("part"));
+    let run = |out: &Path, steps: &str| {
+        let o = out.display().to_string();
+        r1(&[
+            "sft",
+            "--config",
+            &c,
+            "--model",
+            &m,
+            "--data",
+            &d,
+            "--output",
+            &o,
+            "--max-steps",
+            steps,
+        ])
+    };
+    let (code, err) = run(&full, "6");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("LoRA r = 4 on q_proj, v_proj, down_proj"),
+        "{err}"
+    );
+    let (code, err) = run(&part, "3");
+    assert_eq!(code, 0, "{err}");
+    let p = part.display().to_string();
+    let (code, err) = r1(&["sft", "--resume", &p, "--max-steps", "6"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("at step 3"), "{err}");
+    // Resuming rebuilds the adapters on the original base: the same losses as a run
+    // never stopped (adapting the merged checkpoint again would count them twice).
+    let (a, b) = (losses(&full), losses(&part));
+    assert_eq!(a.len(), 6);
+    assert_eq!(
+        b.iter().map(|x| x.0).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x.1 - y.1).abs() < 1e-4, "step {}: {} vs {}", x.0, x.1, y.1);
+    }
+    assert!(a[5].1 < a[0].1, "loss did not fall: {a:?}");
+
+    // The final model is a plain folder with the adapters merged: W + alpha/r · B A on
+    // the targeted modules, the base elsewhere.
+    let ckpt = full.join("checkpoint");
+    let merged = r1_model::load_path(&ckpt.join("model"), &Device::Cpu, DType::F32).unwrap();
+    let base = r1_model::load_path(Path::new(&m), &Device::Cpu, DType::F32).unwrap();
+    let adapters =
+        candle_core::safetensors::load(ckpt.join("adapters.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(
+        adapters.len(),
+        2 * 3 * 2,
+        "A and B for 3 modules in 2 layers"
+    );
+    for (name, w) in &merged.weights {
+        let module = name.trim_end_matches(".weight");
+        match adapters.get(&format!("{module}.lora_A.weight")) {
+            Some(a) => {
+                let b = &adapters[&format!("{module}.lora_B.weight")];
+                let want = (&base.weights[name] + (b.matmul(a).unwrap() * 2.0).unwrap()).unwrap();
+                let diff = (w - &want).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(
+                    diff.to_scalar::<f32>().unwrap() < 1e-5,
+                    "{name} is not W + scale BA"
+                );
+                assert_ne!(
+                    values(w),
+                    values(&base.weights[name]),
+                    "{name}: adapters had no effect"
+                );
+            }
+            None => assert_eq!(values(w), values(&base.weights[name]), "{name} changed"),
+        }
+    }
+    // ... and the commands load it.
+    let o = ckpt.join("model").display().to_string();
+    let (code, err) = r1(&[
+        "generate",
+        "--model",
+        &o,
+        "--prompt",
+        "question 1",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    // A bad [lora] key is named before any work.
+    std::fs::write(
+        &cfg,
+        format!("{SFT_CFG}[lora]\ntarget_modules = [\"qproj\"]\n"),
+    )
+    .unwrap();
+    let o = t.join("bad").display().to_string();
+    let (code, err) = r1(&[
+        "sft", "--config", &c, "--model", &m, "--data", &d, "--output", &o,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("lora.target_modules") && err.contains("qproj"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&t);
 }
 

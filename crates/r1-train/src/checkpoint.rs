@@ -67,12 +67,17 @@ pub fn save(run_dir: &Path, policy: &Trainable, opt: &AdamW, state: &TrainerStat
         candle_core::safetensors::save(&policy.trainable_named(), tmp.join(ADAPTERS_FILE))?;
     }
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
-    // Make the new checkpoint durable before it replaces the old one.
-    for f in [
+    // Make the new checkpoint durable before it replaces the old one. A LoRA run
+    // resumes from the adapters, not the merged model, so they must be on disk too.
+    let mut durable = vec![
         "state.json",
         "optimizer.safetensors",
         "model/model.safetensors",
-    ] {
+    ];
+    if policy.lora.is_some() {
+        durable.push(ADAPTERS_FILE);
+    }
+    for f in durable {
         std::fs::File::open(tmp.join(f))?.sync_all()?;
     }
     let dst = checkpoint_path(run_dir);

@@ -120,11 +120,37 @@ fn device(cfg: &DistillConfig) -> Result<(candle_core::Device, candle_core::DTyp
     Ok((d.device()?, d.dtype()?))
 }
 
+/// Fails before any work when an input the remaining stages need is missing or bad:
+/// a missing student should not surface only after the teacher has sampled for hours.
+fn check_inputs(cfg: &DistillConfig, sample: bool, fine_tune: bool) -> Result<()> {
+    // `None` is the default model, installed on first use rather than here.
+    let model = |role: &str, spec: &Option<String>| -> Result<()> {
+        if let Some(s) = spec {
+            r1_model::registry::resolve(Some(s)).with_context(|| format!("{role} model"))?;
+        }
+        Ok(())
+    };
+    if sample {
+        model("teacher", &cfg.teacher)?;
+        let data = cfg
+            .data
+            .as_ref()
+            .context("no prompts: set `data` in the config or pass --data")?;
+        r1_tasks::load_jsonl(data)?;
+    }
+    if fine_tune {
+        model("student", &cfg.student)?;
+        cfg.sft.validate().context("[sft]")?;
+    }
+    Ok(())
+}
+
 /// Runs the stages whose output is missing.
 pub fn distill(cfg: &DistillConfig, dir: &Path) -> Result<()> {
     let traces = dir.join("traces.jsonl");
     let kept_path = dir.join("kept.jsonl");
     let sft_dir = dir.join("sft");
+    check_inputs(cfg, !traces.exists(), finished(&sft_dir).is_none())?;
     if !traces.exists() {
         let data = cfg
             .data
@@ -132,7 +158,8 @@ pub fn distill(cfg: &DistillConfig, dir: &Path) -> Result<()> {
             .context("no prompts: set `data` in the config or pass --data")?;
         let examples = r1_tasks::load_jsonl(&data)?;
         let (dev, dtype) = device(cfg)?;
-        let teacher = r1_model::load(cfg.teacher.as_deref(), &dev, dtype)?;
+        let teacher =
+            r1_model::load(cfg.teacher.as_deref(), &dev, dtype).context("teacher model")?;
         eprintln!(
             "distill 1/3: {} samples {} answers to each of {} prompts",
             teacher.source.display(),
@@ -187,6 +214,12 @@ pub fn distill(cfg: &DistillConfig, dir: &Path) -> Result<()> {
             sft.data = Some(kept_path.clone());
             sft.device = cfg.device.clone();
             sft.dtype = cfg.dtype.clone();
+            // An `[sft]` table replaces the default SftConfig whole, so its
+            // system_prompt would be None: the student must still learn under the
+            // system message the teacher's chat prompts carried.
+            if sft.system_prompt.is_none() && cfg.template == Template::Chat {
+                sft.system_prompt = Some(r1_tasks::DEFAULT_SYSTEM_PROMPT.into());
+            }
             let resume = checkpoint::find(&sft_dir).is_ok();
             eprintln!(
                 "distill 3/3: fine-tuning the student on {}",

@@ -1,7 +1,8 @@
 //! `r1 sft`: supervised fine-tuning on JSONL (`prompt`/`completion` or chat
 //! `messages`), loss on the completion tokens only. Writes `metrics.jsonl`, charts
-//! and resumable checkpoints to the output folder, as `r1 zero` does. Also the SFT
-//! stage of `r1 distill` and `r1 pipeline` (see [`train`]).
+//! and resumable checkpoints to the output folder, as `r1 zero` does. Full
+//! fine-tuning, or LoRA with a `[lora]` table. Also the SFT stage of `r1 distill`
+//! and `r1 pipeline` (see [`train`]).
 
 use crate::cmd::bench::peak_rss_mib;
 use crate::run_config::load_toml;
@@ -9,8 +10,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use r1_metrics::MetricsWriter;
 use r1_train::checkpoint::{self, TrainerState};
-use r1_train::sft::{load_sft_jsonl, tokenize_all, SftConfig, SftTemplate, SftTrainer};
-use r1_train::Trainable;
+use r1_train::sft::{load_sft_jsonl, sft_policy, tokenize_all, SftConfig, SftTemplate, SftTrainer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -137,10 +137,14 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
     let (lm, state) = if resume {
         let ckpt = checkpoint::find(dir)?;
         let st = checkpoint::load_state(&ckpt)?;
-        (
-            r1_model::load_path(&ckpt.join("model"), &device, dtype)?,
-            Some((ckpt, st)),
-        )
+        // LoRA resumes from the original base plus the saved adapters: the checkpoint's
+        // model folder has the adapters merged, and adapting it again would count them
+        // twice.
+        let lm = match &cfg.lora {
+            Some(_) => r1_model::load(cfg.model.as_deref(), &device, dtype)?,
+            None => r1_model::load_path(&ckpt.join("model"), &device, dtype)?,
+        };
+        (lm, Some((ckpt, st)))
     } else {
         if dir.join(checkpoint::CHECKPOINT_DIR).exists() {
             bail!(
@@ -173,10 +177,13 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
             cfg.max_length
         );
     }
-    let policy = Trainable::new(lm)?;
+    let policy = sft_policy(cfg, lm)?;
     let mut trainer = SftTrainer::new(cfg.clone(), policy, data)?;
     let resume_step = match &state {
         Some((ckpt, st)) => {
+            if cfg.lora.is_some() {
+                checkpoint::load_adapters(ckpt, &trainer.policy)?;
+            }
             checkpoint::load_optimizer(ckpt, &trainer.policy, &mut trainer.optimizer, st)?;
             trainer.step = st.step;
             eprintln!("r1: resuming {} at step {}", dir.display(), st.step);
@@ -186,8 +193,12 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
     };
     let mut metrics = MetricsWriter::open(dir, resume_step)?;
     let total = trainer.total_steps;
+    let what = match &cfg.lora {
+        Some(l) => format!("LoRA r = {} on {}", l.r, l.target_modules.join(", ")),
+        None => "full fine-tuning".into(),
+    };
     eprintln!(
-        "r1 sft: {} parameters (full fine-tuning), {} examples, {} steps of {} x {} sequences -> {}",
+        "r1 sft: {} trainable parameters ({what}), {} examples, {} steps of {} x {} sequences -> {}",
         trainer.policy.num_parameters(),
         trainer.data.len(),
         total,

@@ -4,8 +4,10 @@
 //! recipe's numbers carry over: `learning_rate`, `num_train_epochs`, `max_steps`,
 //! `per_device_train_batch_size`, `gradient_accumulation_steps`, `max_length`,
 //! `warmup_steps`, `lr_scheduler_type`, `max_grad_norm`, `weight_decay`,
-//! `adam_beta1`, `adam_beta2`, `adam_epsilon`, `save_steps`, `seed`.
+//! `adam_beta1`, `adam_beta2`, `adam_epsilon`, `save_steps`, `seed`. LoRA is the
+//! `[lora]` table with PEFT's names, as in `r1 zero`.
 
+use crate::lora::LoraConfig;
 use crate::optim::{AdamWConfig, Schedule};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,10 @@ pub struct SftConfig {
     /// are shuffled, then sorted by length within windows of this many micro-batches,
     /// so a micro-batch pads little while the order stays random. 0: no bucketing.
     pub bucket_window: usize,
+    /// Train LoRA adapters instead of all weights (`[lora]`: r, lora_alpha,
+    /// lora_dropout, target_modules). Checkpoints keep the adapters for resuming; the
+    /// saved model has them merged.
+    pub lora: Option<LoraConfig>,
     /// `cpu`, `cuda`, `cuda:N`.
     pub device: String,
     /// `f32`, `bf16`, `f16`.
@@ -92,6 +98,7 @@ impl Default for SftConfig {
             save_steps: 500,
             seed: 42,
             bucket_window: 32,
+            lora: None,
             device: "cpu".into(),
             dtype: "f32".into(),
         }
@@ -123,6 +130,18 @@ impl SftConfig {
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             bail!("max_grad_norm must be >= 0, got {}", self.max_grad_norm);
+        }
+        if let Some(l) = &self.lora {
+            l.validate()?;
+            // A checkpointed block runs its forward once without a graph and again in
+            // the backward pass; dropout draws a new mask each time, so the gradient
+            // would belong to a different network than the loss.
+            if l.lora_dropout > 0.0 && self.gradient_checkpointing {
+                bail!(
+                    "config key `lora.lora_dropout`: must be 0 with gradient_checkpointing = true \
+                     (the recomputed backward pass would draw a different dropout mask)"
+                );
+            }
         }
         Ok(())
     }

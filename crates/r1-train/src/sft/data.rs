@@ -22,7 +22,9 @@ pub struct SftExample {
     pub context: Vec<Turn>,
     /// The assistant turn(s) the loss is computed on.
     pub target: Vec<Turn>,
-    /// Both sides were plain strings (what the `raw` template needs).
+    /// Representable as plain text (what the `raw` template needs): both sides were
+    /// plain strings, or the conversation is one user turn and one assistant turn
+    /// (e.g. the records `r1 sample` and `r1 distill` write).
     pub plain: bool,
 }
 
@@ -63,9 +65,9 @@ pub fn parse_line(line: &str) -> Result<SftExample> {
         }
         let (context, target) = turns.split_at(split);
         return Ok(SftExample {
+            plain: single_exchange(context, target),
             context: context.to_vec(),
             target: target.to_vec(),
-            plain: false,
         });
     }
     let prompt = obj
@@ -91,10 +93,16 @@ pub fn parse_line(line: &str) -> Result<SftExample> {
         bail!("`completion` turns must be assistant turns, found role `{r}`");
     }
     Ok(SftExample {
+        plain: (p_plain && c_plain) || single_exchange(&context, &target),
         context,
         target,
-        plain: p_plain && c_plain,
     })
+}
+
+/// One user turn answered by one assistant turn: the same as a plain
+/// prompt/completion pair, nothing (no system message, no history) lost.
+fn single_exchange(context: &[Turn], target: &[Turn]) -> bool {
+    matches!(context, [(r, _)] if r == "user") && target.len() == 1
 }
 
 fn turns(v: &Value, key: &str) -> Result<Vec<Turn>> {
@@ -119,7 +127,13 @@ mod tests {
         .unwrap();
         assert_eq!(e.context.len(), 2);
         assert_eq!(e.target[0].1, "a");
+        // The system message would be lost as plain text.
         assert!(!e.plain);
+        let e = parse_line(
+            r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#,
+        )
+        .unwrap();
+        assert!(e.plain, "one user and one assistant turn are plain text");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`batching`]: length-bucketed micro-batches, deterministic per (seed, epoch);
 //! - [`trainer`]: one optimizer step (gradient accumulation, clipping, schedule).
 //!
-//! Full fine-tuning only: every weight is trained (LoRA is not available yet).
+//! Full fine-tuning (every weight) or LoRA (`SftConfig::lora`: only the adapters
+//! train, the base stays frozen, the saved model has the adapters merged).
 
 pub mod batching;
 pub mod config;
@@ -19,4 +20,4 @@ pub mod trainer;
 pub use config::{SftConfig, SftTemplate};
 pub use data::{load_sft_jsonl, SftExample};
 pub use tokenize::{tokenize_all, Tokenized};
-pub use trainer::{SftStep, SftTrainer};
+pub use trainer::{sft_policy, SftStep, SftTrainer};

@@ -10,7 +10,7 @@ use crate::trainable::Trainable;
 use anyhow::Result;
 use candle_core::Tensor;
 use r1_model::scoring::completion_logprobs;
-use r1_model::{Mode, Model};
+use r1_model::{LoadedModel, Mode, Model};
 use std::time::Instant;
 
 /// What one step measured.
@@ -50,6 +50,16 @@ pub fn batch_logprob(model: &Model, batch: &[&Tokenized], mode: Mode) -> Result<
     let s = completion_logprobs(model, &prompts, &completions, 1.0, mode, false)?;
     let n = batch.iter().map(|t| t.completion.len()).sum();
     Ok((s.logprobs.sum_all()?, n))
+}
+
+/// The trainable weights `cfg` asks for: every weight, or LoRA adapters on
+/// `lora.target_modules` (their `A` initialised from `cfg.seed`, so a resumed run
+/// builds the same adapters before loading the saved ones).
+pub fn sft_policy(cfg: &SftConfig, lm: LoadedModel) -> Result<Trainable> {
+    match &cfg.lora {
+        Some(l) => Trainable::new_lora(lm, l.clone(), cfg.seed),
+        None => Trainable::new(lm),
+    }
 }
 
 impl SftTrainer {
