@@ -14,7 +14,7 @@ use r1_model::{kernels, ModelConfig};
 use std::time::Instant;
 
 /// Median seconds of `f` over a few runs, after one warm-up run.
-fn time(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+fn time<T>(mut f: impl FnMut() -> Result<T>) -> Result<f64> {
     f()?;
     let mut v = vec![];
     for _ in 0..3 {
@@ -78,9 +78,9 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
         let w = randn(&[dout, din], dev)?;
         let g = randn(&[n, dout], dev)?;
         let flop = 2.0 * (n * din * dout) as f64;
-        let fwd = time(|| Ok(drop(x.matmul(&w.t()?)?)))?;
-        let dx = time(|| Ok(drop(g.matmul(&w)?)))?;
-        let dw = time(|| Ok(drop(x.t()?.matmul(&g)?)))?;
+        let fwd = time(|| Ok(x.matmul(&w.t()?)?))?;
+        let dx = time(|| Ok(g.matmul(&w)?))?;
+        let dw = time(|| Ok(x.t()?.matmul(&g)?))?;
         for (part, s) in [("fwd", fwd), ("∂x", dx), ("∂W", dw)] {
             rows.push(Row {
                 name: format!("{name} {part} [{n}x{din}]·[{din}x{dout}]"),
@@ -96,8 +96,8 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
     let k = randn(&[batch, nkv, seq, hd], dev)?;
     let p = randn(&[batch, nkv, rep * seq, seq], dev)?;
     let flop = 2.0 * (batch * nkv * rep * seq * seq * hd) as f64 / 1e9;
-    let qk = time(|| Ok(drop(q.matmul(&k.t()?)?)))?;
-    let pv = time(|| Ok(drop(p.matmul(&k)?)))?;
+    let qk = time(|| Ok(q.matmul(&k.t()?)?))?;
+    let pv = time(|| Ok(p.matmul(&k)?))?;
     rows.push(Row {
         name: "attention Q·Kᵀ (fwd; bwd runs 2 alike)".into(),
         calls: 3 * l,
