@@ -5,6 +5,7 @@
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
+use crate::kernels;
 use crate::layers::{attention_probs, rms_norm, rope_heads, Linear, Mlp, Mode};
 use crate::recompute::GradSink;
 use candle_core::{DType, Device, Result, Tensor, D};
@@ -315,11 +316,19 @@ fn attention(
         Some(c) => c.append(layer, &k, &v)?,
         None => (k, v.contiguous()?),
     };
+    let scale = 1.0 / (hd as f64).sqrt();
+    // Decoding: a few queries against the cache, computed directly (no tiny GEMMs).
+    if mode == Mode::Infer && t <= kernels::attention_decode::MAX_QUERIES && kernels::supported(&q)
+    {
+        let out = kernels::attention_decode::attention(&q, &k, &v, mask, scale)?;
+        return attn
+            .o
+            .forward(&out.transpose(1, 2)?.reshape((b, t, nh * hd))?, mode);
+    }
     // Grouped-query attention without copying K/V: fold the query heads that share a
     // KV head into the row dimension, [b, nkv, rep*t, d].
     let rep = nh / nkv;
     let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
-    let scale = 1.0 / (hd as f64).sqrt();
     let probs = attention_probs(&q.matmul(&k.t()?)?, mask, scale, mode)?;
     let out = probs.matmul(&v)?; // [b, nkv, rep*t, d]
     let out = out

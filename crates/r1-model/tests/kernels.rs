@@ -231,3 +231,78 @@ fn probabilities_are_never_subnormal() {
     let sums: f32 = p.iter().sum();
     assert!((sums - 4.0).abs() < 1e-5);
 }
+
+#[test]
+fn streaming_projection_matches_gemm() {
+    if !r1_model::kernels::matmul_small::available() {
+        return;
+    }
+    use r1_model::kernels::matmul_small::matmul_wt;
+    // Every tiling edge: rows and columns not multiples of 4, k not a multiple of 16.
+    for (m, n, k) in [
+        (1, 7, 5),
+        (4, 8, 32),
+        (6, 13, 37),
+        (32, 130, 576),
+        (9, 66, 100),
+    ] {
+        let x = randn(&[m, k], m as u64, DType::F32);
+        let w = randn(&[n, k], n as u64, DType::F32);
+        let d = max_diff(
+            &matmul_wt(&x, &w).unwrap(),
+            &x.matmul(&w.t().unwrap()).unwrap(),
+        );
+        assert!(d < 1e-4, "{m}x{k} · {n}x{k}: {d}");
+    }
+    assert!(matmul_wt(
+        &randn(&[2, 3], 1, DType::F32),
+        &randn(&[4, 5], 1, DType::F32)
+    )
+    .is_err());
+}
+
+#[test]
+fn decode_attention_matches_the_gemm_path() {
+    use r1_model::kernels::attention_decode::attention;
+    // 2 rows, 6 query heads over 2 KV heads, 3 new positions after 5 cached ones, the
+    // keys a strided view of a larger cache as in decoding, row 1 left-padded by 2.
+    let (b, nh, nkv, t, past, d) = (2, 6, 2, 3, 5, 16);
+    let s = past + t;
+    for dtype in [DType::F32, DType::F64] {
+        let q = randn(&[b, nh, t, d], 1, dtype);
+        let kc = randn(&[b, nkv, 12, d], 2, dtype);
+        let vc = randn(&[b, nkv, 12, d], 3, dtype);
+        let (k, v) = (kc.narrow(2, 0, s).unwrap(), vc.narrow(2, 0, s).unwrap());
+        let mask = causal_mask(&[0, 2], past, t, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let scale = 0.25;
+        let fast = attention(&q, &k, &v, Some(&mask), scale).unwrap();
+        // Reference: repeat KV heads, scores, mask, softmax, weighted sum.
+        let rep = nh / nkv;
+        let kr = k
+            .unsqueeze(2)
+            .unwrap()
+            .repeat((1, 1, rep, 1, 1))
+            .unwrap()
+            .reshape((b, nh, s, d))
+            .unwrap();
+        let vr = v
+            .unsqueeze(2)
+            .unwrap()
+            .repeat((1, 1, rep, 1, 1))
+            .unwrap()
+            .reshape((b, nh, s, d))
+            .unwrap();
+        let scores = (q.matmul(&kr.t().unwrap()).unwrap() * scale)
+            .unwrap()
+            .broadcast_add(&mask)
+            .unwrap();
+        let p = candle_nn::ops::softmax(&scores, candle_core::D::Minus1).unwrap();
+        let slow = p.matmul(&vr).unwrap();
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        let diff = max_diff(&fast, &slow);
+        assert!(diff < tol, "{dtype:?}: {diff}");
+    }
+}

@@ -49,8 +49,7 @@ fn seq_seed(seed: u64, prompt: usize, sample: usize) -> u64 {
 impl LocalEngine<'_> {
     /// Logits `[rows, vocab]` (f32, on the host) for hidden states `[rows, h]`.
     fn logits(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
-        let logits = hidden
-            .matmul(&self.model.lm_head.t()?)?
+        let logits = r1_model::layers::project(hidden, &self.model.lm_head, r1_model::Mode::Infer)?
             .to_dtype(DType::F32)?;
         Ok(logits.to_vec2::<f32>()?)
     }

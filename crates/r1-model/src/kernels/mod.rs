@@ -8,8 +8,10 @@
 //! the composite ops in `layers`, which candle differentiates itself. Each kernel is
 //! checked against its composite in `tests/kernels.rs`, values and gradients.
 
+pub mod attention_decode;
 mod cpu;
 pub mod logprob;
+pub mod matmul_small;
 pub mod rms_norm;
 pub mod rope;
 pub mod softmax;

@@ -1,0 +1,135 @@
+//! Attention for decoding: a few new query positions against the KV cache, computed
+//! directly per (row, head) — scores, masked softmax and the weighted sum of values
+//! in one pass. The GEMM route ran two tiny matrix products per row and KV group
+//! (192 GEMM calls per layer at batch 32, each waking the thread pool), which took
+//! more time in synchronisation than in arithmetic. Inference only (no backward).
+
+use super::cpu::{with_data, Real};
+use super::logprob::flush_subnormal;
+use candle_core::{bail, Result, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Largest number of new positions this kernel is used for (prefill uses GEMMs).
+pub const MAX_QUERIES: usize = 8;
+
+/// `softmax(scale · q·kᵀ + mask) · v` for `q` `[b, heads, t, d]`, `k`/`v`
+/// `[b, kv_heads, s, d]` (any strides with contiguous rows, e.g. views of the KV cache)
+/// and an additive mask `[b or 1, 1, t, s]`. Returns `[b, heads, t, d]`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, nh, t, d) = q.dims4()?;
+    let (kb, nkv, s, kd) = k.dims4()?;
+    if kb != b || kd != d || v.dims() != k.dims() || nkv == 0 || nh % nkv != 0 {
+        bail!(
+            "attention: q {:?}, k {:?}, v {:?} do not fit",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    if let Some(m) = mask {
+        let (mb, _, mt, ms) = m.dims4()?;
+        if (mb != b && mb != 1) || mt != t || ms != s {
+            bail!(
+                "attention: mask {:?} does not fit scores [{b}, {nh}, {t}, {s}]",
+                m.dims()
+            );
+        }
+    }
+    fn run<T: Real>(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let (b, nh, t, d) = q.dims4()?;
+        let (_, nkv, s, _) = k.dims4()?;
+        let rep = nh / nkv;
+        let scale = T::from(scale).unwrap();
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&*ks, &*vs) else {
+            bail!("attention: tensors are not on the CPU")
+        };
+        let (kall, vall) = (ks.as_slice::<T>()?, vs.as_slice::<T>()?);
+        let (kst, vst) = (kl.stride(), vl.stride());
+        if kst[3] != 1 || vst[3] != 1 {
+            bail!("attention: key/value rows must be contiguous");
+        }
+        let (ko, vo) = (kl.start_offset(), vl.start_offset());
+        let mut out = vec![T::zero(); b * nh * t * d];
+        let mask_data = match mask {
+            Some(m) => Some((m.contiguous()?.flatten_all()?.to_vec1::<T>()?, m.dim(0)?)),
+            None => None,
+        };
+        with_data::<T, _>(q, |qs| {
+            out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| {
+                let (bi, hi) = (bh / nh, bh % nh);
+                let g = hi / rep;
+                let kbase = ko + bi * kst[0] + g * kst[1];
+                let vbase = vo + bi * vst[0] + g * vst[1];
+                let mut p = vec![T::zero(); s];
+                for ti in 0..t {
+                    let qr = &qs[(bh * t + ti) * d..][..d];
+                    for (j, pj) in p.iter_mut().enumerate() {
+                        *pj = dot(qr, &kall[kbase + j * kst[2]..][..d]) * scale;
+                    }
+                    if let Some((m, mb)) = &mask_data {
+                        let mrow = if *mb == 1 { ti } else { bi * t + ti };
+                        p.iter_mut()
+                            .zip(&m[mrow * s..(mrow + 1) * s])
+                            .for_each(|(a, &mv)| *a += mv);
+                    }
+                    let max = p
+                        .iter()
+                        .fold(T::neg_infinity(), |a, &x| num_traits::Float::max(a, x));
+                    let mut sum = T::zero();
+                    for x in p.iter_mut() {
+                        *x = (*x - max).exp();
+                        sum += *x;
+                    }
+                    let inv = sum.recip();
+                    let orow = &mut o[ti * d..(ti + 1) * d];
+                    for (j, &pj) in p.iter().enumerate() {
+                        let w = flush_subnormal(pj * inv);
+                        if w != T::zero() {
+                            let vr = &vall[vbase + j * vst[2]..][..d];
+                            orow.iter_mut().zip(vr).for_each(|(a, &x)| *a += w * x);
+                        }
+                    }
+                }
+            });
+            Ok(())
+        })?;
+        Tensor::from_vec(out, (b, nh, t, d), q.device())
+    }
+    match q.dtype() {
+        candle_core::DType::F32 => run::<f32>(q, k, v, mask, scale),
+        candle_core::DType::F64 => run::<f64>(q, k, v, mask, scale),
+        dt => bail!("attention: fused kernel runs on f32 or f64 only, not {dt:?}"),
+    }
+}
+
+/// Dot product with 8 independent accumulators, so it vectorises without
+/// reassociating a single running sum.
+#[inline]
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let n = a.len() / 8 * 8;
+    for (x, y) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().fold(T::zero(), |a, &x| a + x);
+    for i in n..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}

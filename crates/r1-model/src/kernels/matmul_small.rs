@@ -1,0 +1,308 @@
+//! `y = x · Wᵀ` for the few-row inputs of decoding (`x` `[m, k]` with small `m`,
+//! `W` `[n, k]` as Hugging Face stores it). General GEMM libraries pack both operands
+//! for large products; at decode's `m = 1…32` that packing and their matrix-vector
+//! paths dominated (half of a decode step in gemm's packing code), while the work is
+//! bound by reading `W` once. Here every `W` row is a contiguous dot-product operand,
+//! so `W` streams from memory exactly once and `x` stays in cache.
+//!
+//! Inference only (no backward pass). Compiled for AVX-512 and for AVX2+FMA, chosen
+//! at run time; elsewhere callers use candle's matmul (see [`available`]).
+
+// Index loops over the tile's rows and columns read like the math they compute.
+#![allow(clippy::needless_range_loop)]
+
+use candle_core::{bail, Result, Tensor};
+use rayon::prelude::*;
+
+/// Largest `m` this kernel is used for; beyond it GEMM's packing pays off.
+pub const MAX_ROWS: usize = 64;
+
+/// Whether this CPU runs the kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x` `[m, k]` times `w` `[n, k]` transposed, f32 on the CPU, no gradient.
+pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (n, k2) = w.dims2()?;
+    if k != k2 {
+        bail!(
+            "matmul_wt: x {:?} and w {:?} do not fit",
+            x.dims(),
+            w.dims()
+        );
+    }
+    if !available() {
+        bail!("matmul_wt: this CPU lacks AVX2/FMA");
+    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let mut out = vec![0f32; m * n];
+    super::cpu::with_data::<f32, _>(&x, |xs| {
+        super::cpu::with_data::<f32, _>(&w, |ws| {
+            run(xs, ws, &mut out, m, n, k);
+            Ok(())
+        })
+    })?;
+    Tensor::from_vec(out, (m, n), x.device())
+}
+
+/// Output columns per parallel task (rows of `W`).
+const COLS_PER_TASK: usize = 64;
+
+/// A pointer tasks write disjoint columns of the output through.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each task writes only its own columns `j0..j1` of every output row.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+fn run(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
+    let ptr = OutPtr(out.as_mut_ptr());
+    let avx512 = cfg!(target_arch = "x86_64") && {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    (0..n.div_ceil(COLS_PER_TASK))
+        .into_par_iter()
+        .for_each(|t| {
+            let j0 = t * COLS_PER_TASK;
+            let j1 = (j0 + COLS_PER_TASK).min(n);
+            let p = ptr;
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU features were checked (`available`, `avx512`); the task
+            // writes only columns j0..j1, which no other task touches.
+            unsafe {
+                if avx512 {
+                    columns_avx512(x, w, p.0, m, n, k, j0, j1)
+                } else {
+                    columns_avx2(x, w, p.0, m, n, k, j0, j1)
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (p, j1, avx512);
+        });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns_avx512(
+    x: &[f32],
+    w: &[f32],
+    out: *mut f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    j0: usize,
+    j1: usize,
+) {
+    // Full 4 × 4 tiles with explicit AVX-512 (16 accumulators in registers); the
+    // edges go through the generic path.
+    let (jf, mf) = (j0 + (j1 - j0) / 4 * 4, m / 4 * 4);
+    let kv = k / 16 * 16;
+    let mut j = j0;
+    while j < jf {
+        let mut i = 0;
+        while i < mf {
+            let acc = tile4x4_avx512(x.as_ptr().add(i * k), w.as_ptr().add(j * k), k, kv);
+            for (r, row) in acc.iter().enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    let mut s = v;
+                    for q in kv..k {
+                        s = w[(j + r) * k + q].mul_add(x[(i + c) * k + q], s);
+                    }
+                    *out.add((i + c) * n + j + r) = s;
+                }
+            }
+            i += 4;
+        }
+        j += 4;
+    }
+    // Remaining rows of x for the full column tiles, then the remaining columns.
+    if mf < m {
+        columns_rows::<16>(x, w, out, m, n, k, j0, jf, mf);
+    }
+    columns::<16>(x, w, out, m, n, k, jf, j1)
+}
+
+/// Rows `i0..m` of x against columns `j0..j1`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns_rows<const L: usize>(
+    x: &[f32],
+    w: &[f32],
+    out: *mut f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    j0: usize,
+    j1: usize,
+    i0: usize,
+) {
+    for j in j0..j1 {
+        for i in i0..m {
+            *out.add(i * n + j) = tile1::<L>(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+        }
+    }
+}
+
+/// 4 rows of W (at `w`, stride k) against 4 rows of x (at `x`), over `kv` (a multiple
+/// of 16) elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn tile4x4_avx512(x: *const f32, w: *const f32, k: usize, kv: usize) -> [[f32; 4]; 4] {
+    use std::arch::x86_64::*;
+    let z = _mm512_setzero_ps();
+    let mut a = [[z; 4]; 4];
+    let mut p = 0;
+    while p < kv {
+        let w0 = _mm512_loadu_ps(w.add(p));
+        let w1 = _mm512_loadu_ps(w.add(k + p));
+        let w2 = _mm512_loadu_ps(w.add(2 * k + p));
+        let w3 = _mm512_loadu_ps(w.add(3 * k + p));
+        for c in 0..4 {
+            let xv = _mm512_loadu_ps(x.add(c * k + p));
+            a[0][c] = _mm512_fmadd_ps(w0, xv, a[0][c]);
+            a[1][c] = _mm512_fmadd_ps(w1, xv, a[1][c]);
+            a[2][c] = _mm512_fmadd_ps(w2, xv, a[2][c]);
+            a[3][c] = _mm512_fmadd_ps(w3, xv, a[3][c]);
+        }
+        p += 16;
+    }
+    let mut out = [[0f32; 4]; 4];
+    for r in 0..4 {
+        for c in 0..4 {
+            out[r][c] = _mm512_reduce_add_ps(a[r][c]);
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns_avx2(
+    x: &[f32],
+    w: &[f32],
+    out: *mut f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    j0: usize,
+    j1: usize,
+) {
+    columns::<8>(x, w, out, m, n, k, j0, j1)
+}
+
+/// Output columns `j0..j1` for all `m` rows, in tiles of 4 `W` rows × 4 `x` rows;
+/// `L` is the SIMD width the accumulators are shaped for.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns<const L: usize>(
+    x: &[f32],
+    w: &[f32],
+    out: *mut f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    j0: usize,
+    j1: usize,
+) {
+    let mut j = j0;
+    while j < j1 {
+        let r = (j1 - j).min(4);
+        let mut i = 0;
+        while i < m {
+            let c = (m - i).min(4);
+            let mut acc = [[0f32; 4]; 4];
+            match (r, c) {
+                (4, 4) => tile::<L, 4, 4>(x, w, k, i, j, &mut acc),
+                _ => {
+                    for rr in 0..r {
+                        for cc in 0..c {
+                            acc[rr][cc] =
+                                tile1::<L>(&x[(i + cc) * k..][..k], &w[(j + rr) * k..][..k]);
+                        }
+                    }
+                }
+            }
+            for rr in 0..r {
+                for cc in 0..c {
+                    *out.add((i + cc) * n + j + rr) = acc[rr][cc];
+                }
+            }
+            i += c;
+        }
+        j += r;
+    }
+}
+
+/// A 4 × 4 tile: `R` rows of `W` against `C` rows of `x`, `L`-lane accumulators.
+#[inline(always)]
+fn tile<const L: usize, const R: usize, const C: usize>(
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    i: usize,
+    j: usize,
+    out: &mut [[f32; 4]; 4],
+) {
+    let xr: [&[f32]; C] = std::array::from_fn(|c| &x[(i + c) * k..(i + c + 1) * k]);
+    let wr: [&[f32]; R] = std::array::from_fn(|r| &w[(j + r) * k..(j + r + 1) * k]);
+    let mut acc = [[[0f32; L]; C]; R];
+    let kv = k / L * L;
+    let mut p = 0;
+    while p < kv {
+        let wv: [&[f32; L]; R] = std::array::from_fn(|r| wr[r][p..p + L].try_into().unwrap());
+        let xv: [&[f32; L]; C] = std::array::from_fn(|c| xr[c][p..p + L].try_into().unwrap());
+        for r in 0..R {
+            for c in 0..C {
+                for l in 0..L {
+                    acc[r][c][l] = wv[r][l].mul_add(xv[c][l], acc[r][c][l]);
+                }
+            }
+        }
+        p += L;
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let mut s: f32 = acc[r][c].iter().sum();
+            for q in kv..k {
+                s = wr[r][q].mul_add(xr[c][q], s);
+            }
+            out[r][c] = s;
+        }
+    }
+}
+
+/// One dot product, for the edges of the tiling.
+#[inline(always)]
+fn tile1<const L: usize>(x: &[f32], w: &[f32]) -> f32 {
+    let mut acc = [0f32; L];
+    let kv = x.len() / L * L;
+    for (xc, wc) in x[..kv].chunks_exact(L).zip(w[..kv].chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] = wc[l].mul_add(xc[l], acc[l]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for q in kv..x.len() {
+        s = w[q].mul_add(x[q], s);
+    }
+    s
+}
