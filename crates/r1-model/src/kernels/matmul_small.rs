@@ -44,7 +44,7 @@ pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         bail!("matmul_wt: this CPU lacks AVX2/FMA");
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    let mut out = vec![0f32; m * n];
+    let mut out = super::cpu::output_vec::<f32>(m * n);
     super::cpu::with_data::<f32, _>(&x, |xs| {
         super::cpu::with_data::<f32, _>(&w, |ws| {
             run(xs, ws, &mut out, m, n, k);

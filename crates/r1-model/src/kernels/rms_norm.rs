@@ -3,7 +3,7 @@
 //! Backward, with `r = rsqrt(mean(x²) + eps)` and `x̂ = x·r` recomputed per row:
 //! `∂x = r · (g⊙w − x̂ · mean(g⊙w⊙x̂))` and `∂w = Σ_rows g⊙x̂`.
 
-use super::cpu::{rows_per_task, slice, with_data, Real};
+use super::cpu::{output_vec, rows_per_task, slice, with_data, Real};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -25,7 +25,7 @@ fn inv_rms<T: Real>(x: &[T], eps: T) -> T {
 fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let h = w.len();
     let eps = T::from(eps).unwrap();
-    let mut y = vec![T::zero(); x.len()];
+    let mut y = output_vec::<T>(x.len());
     y.par_chunks_mut(h)
         .zip(x.par_chunks(h))
         .with_min_len(16)
@@ -43,7 +43,7 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
     let eps = T::from(eps).unwrap();
     let inv_h = T::from(h).unwrap().recip();
     let block = rows_per_task(x.len() / h) * h;
-    let mut dx = vec![T::zero(); x.len()];
+    let mut dx = output_vec::<T>(x.len());
     let dw = dx
         .par_chunks_mut(block)
         .zip(x.par_chunks(block))

@@ -6,7 +6,7 @@
 //! forward `(x₁c − x₂s, x₂c + x₁s)`; the rotation's transpose gives the backward
 //! `(g₁c + g₂s, g₂c − g₁s)`.
 
-use super::cpu::{slice, with_data, Real};
+use super::cpu::{output_vec, slice, with_data, Real};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -54,7 +54,7 @@ fn rotate<T: Real>(
     inverse_layout: bool,
 ) -> Vec<T> {
     let half = d / 2;
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = output_vec::<T>(x.len());
     out.par_chunks_mut(d)
         .enumerate()
         .with_min_len(64)

@@ -7,7 +7,7 @@
 //! head (`m = rep · t`, see grouped-query attention in `model`); the mask is
 //! `[b or 1, 1, t, s]` and row `i` of `m` uses mask row `i mod t`.
 
-use super::cpu::{slice, with_data, Real};
+use super::cpu::{output_vec, slice, with_data, Real};
 use super::logprob::flush_subnormal;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -42,7 +42,7 @@ struct MaskedSoftmax {
 fn forward<T: Real>(x: &[T], dims: &[usize], mask: Option<(&[T], &[usize])>, scale: f64) -> Vec<T> {
     let (g, m, s) = (dims[1], dims[2], dims[3]);
     let scale = T::from(scale).unwrap();
-    let mut p = vec![T::zero(); x.len()];
+    let mut p = output_vec::<T>(x.len());
     p.par_chunks_mut(s)
         .zip(x.par_chunks(s))
         .enumerate()
@@ -79,7 +79,7 @@ fn forward<T: Real>(x: &[T], dims: &[usize], mask: Option<(&[T], &[usize])>, sca
 
 fn backward<T: Real>(p: &[T], g: &[T], s: usize, scale: f64) -> Vec<T> {
     let scale = T::from(scale).unwrap();
-    let mut dx = vec![T::zero(); p.len()];
+    let mut dx = output_vec::<T>(p.len());
     dx.par_chunks_mut(s)
         .zip(p.par_chunks(s).zip(g.par_chunks(s)))
         .with_min_len(8)

@@ -3,7 +3,7 @@
 //! Backward, with `σ = σ(g)` recomputed: `∂g = ∂h ⊙ u ⊙ σ(1 + g(1 − σ))` and
 //! `∂u = ∂h ⊙ g σ`.
 
-use super::cpu::{slice, with_data, Real, ELEMS_PER_TASK};
+use super::cpu::{output_vec, slice, with_data, Real, ELEMS_PER_TASK};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -26,7 +26,7 @@ fn sigmoid<T: Real>(v: T) -> T {
 }
 
 fn forward<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
-    let mut h = vec![T::zero(); g.len()];
+    let mut h = output_vec::<T>(g.len());
     h.par_chunks_mut(ELEMS_PER_TASK)
         .zip(
             g.par_chunks(ELEMS_PER_TASK)
@@ -42,8 +42,8 @@ fn forward<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
 }
 
 fn backward<T: Real>(g: &[T], u: &[T], dh: &[T]) -> (Vec<T>, Vec<T>) {
-    let mut dg = vec![T::zero(); g.len()];
-    let mut du = vec![T::zero(); g.len()];
+    let mut dg = output_vec::<T>(g.len());
+    let mut du = output_vec::<T>(g.len());
     dg.par_chunks_mut(ELEMS_PER_TASK)
         .zip(du.par_chunks_mut(ELEMS_PER_TASK))
         .zip(g.par_chunks(ELEMS_PER_TASK))
