@@ -135,6 +135,16 @@ pub fn token_logprobs(
     })
 }
 
+/// The forward of the log-prob ops: the values were computed by the chunked pass, so
+/// the op hands back a copy of their storage (no backend kernel needed).
+fn precomputed_values(values: &Tensor) -> Result<(CpuStorage, Shape)> {
+    let (storage, layout) = values.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok((s.clone(), layout.shape().clone())),
+        _ => candle_core::bail!("log-prob op: values are not on the CPU"),
+    }
+}
+
 /// Custom op whose forward hands back values already computed (so no backend kernel is
 /// needed) and whose backward recomputes each chunk's softmax:
 /// `∂logp/∂z = (onehot(target) − p)/T`, then `∂h = ∂z·W` and `∂W = ∂zᵀ·h`.
@@ -157,11 +167,7 @@ impl CustomOp2 for ChunkedLogprobGrad {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (storage, layout) = self.values.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(s) => Ok((s.clone(), layout.shape().clone())),
-            _ => candle_core::bail!("chunked logprob: values not on the CPU"),
-        }
+        precomputed_values(&self.values)
     }
 
     #[cfg(feature = "cuda")]
@@ -305,11 +311,7 @@ impl CustomOp2 for FusedLogprobGradOp {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (storage, layout) = self.values.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(s) => Ok((s.clone(), layout.shape().clone())),
-            _ => candle_core::bail!("fused logprob: values not on the CPU"),
-        }
+        precomputed_values(&self.values)
     }
 
     fn bwd(
