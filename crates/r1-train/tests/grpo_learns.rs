@@ -1,6 +1,12 @@
 //! GRPO learns: a tiny randomly initialised Llama, trained only through rewards, goes
 //! from chance to clearly better greedy accuracy on single-digit sums (a+b with
 //! a, b ∈ 0..=4, one-token answers). Seeds are fixed, so the run is deterministic.
+//!
+//! The settings are chosen for robustness, not for one lucky seed: at learning rate
+//! 1e-2 and 200 steps most seeds collapse onto the most common answer (0.20) and a
+//! rounding-level change (AVX-512 GEMMs) flipped this test; at 5e-3 and 300 steps seeds
+//! 1-6 all reach 0.64-0.88 greedy accuracy, with r1's kernels and with candle's
+//! composite ops alike.
 
 mod common;
 use common::{greedy_accuracy, items, tiny_model};
@@ -17,14 +23,14 @@ fn grpo_raises_accuracy_of_a_tiny_model_from_rewards_alone() {
     )
     .unwrap();
     let cfg = GrpoConfig {
-        learning_rate: 1e-2,
+        learning_rate: 5e-3,
         num_generations: 8,
         per_device_train_batch_size: 16,
         gradient_accumulation_steps: 2,
         max_completion_length: 1,
         temperature: 1.0,
         loss_type: LossType::Dapo,
-        max_steps: 200,
+        max_steps: 300,
         seed: 3,
         ..Default::default()
     };
@@ -33,7 +39,7 @@ fn grpo_raises_accuracy_of_a_tiny_model_from_rewards_alone() {
     let before = greedy_accuracy(&trainer.policy, &all);
     let mut cursor = 0usize;
     let mut rewards_seen = vec![];
-    for _ in 0..200 {
+    for _ in 0..300 {
         let mut next = |n: usize| {
             let v: Vec<GrpoItem> = (0..n)
                 .map(|k| all[(cursor + k * 7) % all.len()].clone())
@@ -46,8 +52,9 @@ fn grpo_raises_accuracy_of_a_tiny_model_from_rewards_alone() {
     }
     let after = greedy_accuracy(&trainer.policy, &all);
     let first: f64 = rewards_seen[..20].iter().sum::<f64>() / 20.0;
-    let last: f64 = rewards_seen[180..].iter().sum::<f64>() / 20.0;
+    let last: f64 = rewards_seen[280..].iter().sum::<f64>() / 20.0;
     eprintln!("greedy accuracy {before:.2} -> {after:.2}; mean reward {first:.3} -> {last:.3}");
-    assert!(after >= before + 0.3, "greedy accuracy {before} -> {after}");
+    // Answering the most common sum (4) everywhere scores 0.20: the bar is well above it.
+    assert!(after >= before + 0.4, "greedy accuracy {before} -> {after}");
     assert!(last >= first + 0.25, "reward {first} -> {last}");
 }
