@@ -256,6 +256,19 @@ impl GrpoTrainer {
             });
         }
 
+        // Micro-batches of similar lengths pad less (each runs at its longest row), so
+        // rows are ordered by length from here on. Every loss type sums per-row terms
+        // under batch-level normalisers, so the order changes nothing else; with
+        // equal-sized micro-batches the loss is the same up to rounding.
+        let mut order: Vec<usize> = (0..scored.len()).collect();
+        order.sort_by_key(|&i| scored[i].prompt_ids.len() + scored[i].completion.token_ids.len());
+        let mut slots: Vec<Option<Scored>> = scored.into_iter().map(Some).collect();
+        let scored: Vec<Scored> = order
+            .iter()
+            .map(|&i| slots[i].take().expect("each row is taken once"))
+            .collect();
+        let adv: Vec<_> = order.iter().map(|&i| adv[i]).collect();
+
         // 5. π_old and π_ref, per micro-batch, without gradients.
         let t_ref = Instant::now();
         let mb = cfg.per_device_train_batch_size;
