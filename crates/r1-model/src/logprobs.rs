@@ -341,9 +341,9 @@ impl CustomOp2 for FusedLogprobGradOp {
             let w_c = w.narrow(0, off, len)?;
             let dz = hidden.matmul(&w_c.t()?)?;
             dz.inplace_op1(&LogitsToGrad {
-                targets: op.targets.clone(),
-                grad: g.clone(),
-                lse: op.lse.clone(),
+                targets: &op.targets,
+                grad: &g,
+                lse: &op.lse,
                 inv_t: op.inv_temp,
                 col_offset: off,
             })?;

@@ -120,6 +120,23 @@ pub fn load_state(ckpt: &Path) -> Result<TrainerState> {
         .with_context(|| format!("{}: invalid checkpoint state", p.display()))
 }
 
+/// The model a run resumes from. A LoRA run reloads its original base (`base`, as
+/// configured) and then its saved adapters ([`load_adapters`]): the checkpoint's model
+/// folder has the adapters merged, and adapting it again would count them twice. A
+/// full fine-tune resumes from the checkpoint's model folder.
+pub fn resume_model(
+    ckpt: &Path,
+    base: Option<&str>,
+    lora: bool,
+    device: &Device,
+    dtype: candle_core::DType,
+) -> Result<r1_model::LoadedModel> {
+    match lora {
+        true => r1_model::load(base, device, dtype),
+        false => r1_model::load_path(&ckpt.join("model"), device, dtype),
+    }
+}
+
 /// Restores the optimizer's moments and counter saved beside the model.
 pub fn load_optimizer(
     ckpt: &Path,

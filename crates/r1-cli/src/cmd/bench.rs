@@ -68,6 +68,12 @@ pub fn run(a: Args) -> Result<()> {
     let device = a.dev.device()?;
     let dtype = a.dev.dtype()?;
     let what: Vec<&str> = a.what.split(',').map(str::trim).collect();
+    if let Some(bad) = what
+        .iter()
+        .find(|w| !["matmul", "gen", "train", "ops"].contains(w))
+    {
+        anyhow::bail!("--what: unknown benchmark `{bad}` (use matmul, gen, train, ops)");
+    }
     let mut figures = serde_json::json!({ "load_before": loadavg(), "device": a.dev.device, "dtype": a.dev.dtype });
     println!("load average before: {}", loadavg());
     if what.contains(&"matmul") {

@@ -137,13 +137,13 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
     let (lm, state) = if resume {
         let ckpt = checkpoint::find(dir)?;
         let st = checkpoint::load_state(&ckpt)?;
-        // LoRA resumes from the original base plus the saved adapters: the checkpoint's
-        // model folder has the adapters merged, and adapting it again would count them
-        // twice.
-        let lm = match &cfg.lora {
-            Some(_) => r1_model::load(cfg.model.as_deref(), &device, dtype)?,
-            None => r1_model::load_path(&ckpt.join("model"), &device, dtype)?,
-        };
+        let lm = checkpoint::resume_model(
+            &ckpt,
+            cfg.model.as_deref(),
+            cfg.lora.is_some(),
+            &device,
+            dtype,
+        )?;
         (lm, Some((ckpt, st)))
     } else {
         if dir.join(checkpoint::CHECKPOINT_DIR).exists() {

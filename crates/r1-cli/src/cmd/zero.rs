@@ -356,11 +356,13 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
         Some(d) => {
             let ckpt = checkpoint::find(d)?;
             let state = checkpoint::load_state(&ckpt)?;
-            // LoRA resumes from the original base plus the saved adapters.
-            let lm = match &cfg.lora {
-                Some(_) => r1_model::load(cfg.model.as_deref(), &device, dtype)?,
-                None => r1_model::load_path(&ckpt.join("model"), &device, dtype)?,
-            };
+            let lm = checkpoint::resume_model(
+                &ckpt,
+                cfg.model.as_deref(),
+                cfg.lora.is_some(),
+                &device,
+                dtype,
+            )?;
             (lm, Some((ckpt, state)))
         }
         None => {

@@ -81,17 +81,17 @@ pub fn flush_subnormal<T: Real>(v: T) -> T {
 /// `col_offset..col_offset + cols`, in place into `∂L/∂logits` for
 /// `L = Σ_r g_r · logprob_r`: `(onehot(target) − softmax(z)) · g / T`, with each
 /// row's softmax normaliser `lse` known from the forward pass.
-pub struct LogitsToGrad {
-    pub targets: Vec<u32>,
+pub struct LogitsToGrad<'a> {
+    pub targets: &'a [u32],
     /// `g_r`, per row.
-    pub grad: Vec<f64>,
+    pub grad: &'a [f64],
     /// `logsumexp(z)` per row, from [`row_stats`].
-    pub lse: Vec<f64>,
+    pub lse: &'a [f64],
     pub inv_t: f64,
     pub col_offset: usize,
 }
 
-impl LogitsToGrad {
+impl LogitsToGrad<'_> {
     fn apply<T: Real>(&self, z: &mut [T], cols: usize) {
         let inv_t = T::from(self.inv_t).unwrap();
         z.par_chunks_mut(cols)
@@ -111,7 +111,7 @@ impl LogitsToGrad {
     }
 }
 
-impl InplaceOp1 for LogitsToGrad {
+impl InplaceOp1 for LogitsToGrad<'_> {
     fn name(&self) -> &'static str {
         "r1-logits-to-logprob-grad"
     }

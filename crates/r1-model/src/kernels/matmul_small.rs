@@ -64,25 +64,17 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+/// Only reached on x86_64 (`matmul_wt` checks [`available`] first).
+#[cfg(target_arch = "x86_64")]
 fn run(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
     let ptr = OutPtr(out.as_mut_ptr());
-    let avx512 = cfg!(target_arch = "x86_64") && {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    };
+    let avx512 = is_x86_feature_detected!("avx512f");
     (0..n.div_ceil(COLS_PER_TASK))
         .into_par_iter()
         .for_each(|t| {
             let j0 = t * COLS_PER_TASK;
             let j1 = (j0 + COLS_PER_TASK).min(n);
             let p = ptr;
-            #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU features were checked (`available`, `avx512`); the task
             // writes only columns j0..j1, which no other task touches.
             unsafe {
@@ -92,9 +84,12 @@ fn run(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
                     columns_avx2(x, w, p.0, m, n, k, j0, j1)
                 }
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = (p, j1, avx512);
         });
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn run(_: &[f32], _: &[f32], _: &mut [f32], _: usize, _: usize, _: usize) {
+    unreachable!("matmul_wt checks `available()` first")
 }
 
 #[cfg(target_arch = "x86_64")]
