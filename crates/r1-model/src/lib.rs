@@ -15,6 +15,7 @@ pub mod model;
 pub mod recompute;
 pub mod registry;
 pub mod scoring;
+pub mod shared_prefix;
 pub mod tokenizer;
 
 pub use cache::KvCache;

@@ -8,6 +8,7 @@ use crate::config::ModelConfig;
 use crate::kernels;
 use crate::layers::{attention_probs, rms_norm, rope_heads, Linear, Mlp, Mode};
 use crate::recompute::GradSink;
+pub use crate::shared_prefix::SharedPrefix;
 use candle_core::{DType, Device, Result, Tensor, D};
 use std::collections::HashMap;
 
@@ -203,46 +204,80 @@ impl Model {
         ids: &Tensor,
         positions: &Tensor,
         mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (cos, sin) = self.rope_tables(positions)?;
+        let mask = mask.map(|m| m.to_dtype(self.dtype())).transpose()?;
+        self.run_blocks(ids, &AttnInput::Rows { cos, sin, mask }, cache, mode)
+    }
+
+    /// Final hidden states `[1, tokens, hidden]` of a packed pass where completions share
+    /// their prompts (see [`SharedPrefix`]); `ids` `[1, tokens]` in the same layout.
+    pub fn forward_shared_prefix(
+        &self,
+        ids: &Tensor,
+        layout: &SharedPrefix,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (_, n) = ids.dims2()?;
+        if n != layout.tokens() {
+            candle_core::bail!(
+                "shared prefix: {n} ids for a layout of {} tokens",
+                layout.tokens()
+            );
+        }
+        let input = AttnInput::Shared(layout.prepared(self.dtype())?);
+        self.run_blocks(ids, &input, None, mode)
+    }
+
+    /// The layout of a packed pass: prompts of `prompt_lens` and completions of
+    /// `completion_lens`, completion `r` following prompt `group[r]`.
+    pub fn shared_prefix(
+        &self,
+        prompt_lens: &[usize],
+        group: &[usize],
+        completion_lens: &[usize],
+    ) -> Result<SharedPrefix> {
+        SharedPrefix::new(
+            prompt_lens,
+            group,
+            completion_lens,
+            |p| self.rope_tables(p),
+            self.device(),
+        )
+    }
+
+    /// RoPE angles per row and position, `[b, t, d/2]` cos and sin in the model's dtype.
+    fn rope_tables(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let pos = positions.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let freqs = pos.broadcast_mul(&self.inv_freq.reshape((1, 1, ()))?)?;
+        Ok((
+            freqs.cos()?.to_dtype(self.dtype())?,
+            freqs.sin()?.to_dtype(self.dtype())?,
+        ))
+    }
+
+    fn run_blocks(
+        &self,
+        ids: &Tensor,
+        input: &AttnInput,
         mut cache: Option<&mut KvCache>,
         mode: Mode,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let dtype = self.dtype();
         let mut x = self
             .embed
             .embedding(&ids.flatten_all()?)?
             .reshape((b, t, ()))?;
-        // RoPE angles per row and position: [b, t, d/2].
-        let pos = positions.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
-        let freqs = pos.broadcast_mul(&self.inv_freq.reshape((1, 1, ()))?)?;
-        let cos = freqs.cos()?.to_dtype(dtype)?;
-        let sin = freqs.sin()?.to_dtype(dtype)?;
-        let mask = mask.map(|m| m.to_dtype(dtype)).transpose()?;
         for (i, block) in self.blocks.iter().enumerate() {
             x = match (&self.recompute, mode, cache.is_none()) {
                 // Activation checkpointing: keep only the block's input; recompute the
                 // block during the backward pass.
-                (Some(sink), Mode::Train, true) => crate::recompute::checkpointed_block(
-                    &self.cfg,
-                    i,
-                    block,
-                    &x,
-                    &cos,
-                    &sin,
-                    mask.as_ref(),
-                    sink,
-                )?,
-                _ => block_forward(
-                    &self.cfg,
-                    i,
-                    block,
-                    &x,
-                    &cos,
-                    &sin,
-                    mask.as_ref(),
-                    cache.as_deref_mut(),
-                    mode,
-                )?,
+                (Some(sink), Mode::Train, true) => {
+                    crate::recompute::checkpointed_block(&self.cfg, i, block, &x, input, sink)?
+                }
+                _ => block_forward(&self.cfg, i, block, &x, input, cache.as_deref_mut(), mode)?,
             };
         }
         if let Some(c) = cache {
@@ -267,21 +302,60 @@ impl Model {
     }
 }
 
+/// What attention needs besides the weights: the rotary tables and masks for how the
+/// tokens of `x` are laid out.
+#[derive(Debug, Clone)]
+pub(crate) enum AttnInput {
+    /// `x` `[b, t, h]`: each row attends within itself; `mask` broadcasts to
+    /// `[b, 1, t, keys]` (keys: cached positions plus the new ones).
+    Rows {
+        cos: Tensor,
+        sin: Tensor,
+        mask: Option<Tensor>,
+    },
+    /// `x` `[1, tokens, h]`: prompts and the completions that share them, packed.
+    Shared(SharedPrefix),
+}
+
+impl AttnInput {
+    /// The same input with no ties to a graph (kept by checkpointed blocks).
+    pub(crate) fn detached(&self) -> Result<Self> {
+        Ok(match self {
+            AttnInput::Rows { cos, sin, mask } => AttnInput::Rows {
+                cos: cos.detach(),
+                sin: sin.detach(),
+                mask: mask.as_ref().map(|m| m.detach()),
+            },
+            AttnInput::Shared(sp) => AttnInput::Shared(sp.clone()),
+        })
+    }
+}
+
 /// One decoder block: pre-norm attention and pre-norm SwiGLU, both residual.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn block_forward(
     cfg: &ModelConfig,
     layer: usize,
     block: &Block,
     x: &Tensor,
-    cos: &Tensor,
-    sin: &Tensor,
-    mask: Option<&Tensor>,
+    input: &AttnInput,
     cache: Option<&mut KvCache>,
     mode: Mode,
 ) -> Result<Tensor> {
     let h = rms_norm(x, &block.input_norm, cfg.rms_norm_eps, mode)?;
-    let a = attention(cfg, layer, &block.attn, &h, cos, sin, mask, cache, mode)?;
+    let a = match input {
+        AttnInput::Rows { cos, sin, mask } => attention(
+            cfg,
+            layer,
+            &block.attn,
+            &h,
+            cos,
+            sin,
+            mask.as_ref(),
+            cache,
+            mode,
+        )?,
+        AttnInput::Shared(sp) => crate::shared_prefix::attention(cfg, &block.attn, &h, sp, mode)?,
+    };
     let x = (x + a)?;
     let h = rms_norm(&x, &block.post_norm, cfg.rms_norm_eps, mode)?;
     &x + block.mlp.forward(&h, mode)?
@@ -316,26 +390,40 @@ fn attention(
         Some(c) => c.append(layer, &k, &v)?,
         None => (k, v.contiguous()?),
     };
-    let scale = 1.0 / (hd as f64).sqrt();
     // Decoding: a few queries against the cache, computed directly (no tiny GEMMs).
     if mode == Mode::Infer && t <= kernels::attention_decode::MAX_QUERIES && kernels::supported(&q)
     {
+        let scale = 1.0 / (hd as f64).sqrt();
         let out = kernels::attention_decode::attention(&q, &k, &v, mask, scale)?;
         return attn
             .o
             .forward(&out.transpose(1, 2)?.reshape((b, t, nh * hd))?, mode);
     }
+    attn.o.forward(&attend(cfg, &q, &k, &v, mask, mode)?, mode)
+}
+
+/// Scaled dot-product attention of queries `[b, heads, t, d]` over keys and values
+/// `[b, kv_heads, s, d]` with an additive mask `[b, 1, t, s]`; returns `[b, t, heads·d]`.
+pub(crate) fn attend(
+    cfg: &ModelConfig,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    mode: Mode,
+) -> Result<Tensor> {
+    let (b, nh, t, hd) = q.dims4()?;
+    let nkv = cfg.num_key_value_heads;
+    let scale = 1.0 / (hd as f64).sqrt();
     // Grouped-query attention without copying K/V: fold the query heads that share a
     // KV head into the row dimension, [b, nkv, rep*t, d].
     let rep = nh / nkv;
     let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
     let probs = attention_probs(&q.matmul(&k.t()?)?, mask, scale, mode)?;
-    let out = probs.matmul(&v)?; // [b, nkv, rep*t, d]
-    let out = out
-        .reshape((b, nh, t, hd))?
+    let out = probs.matmul(v)?; // [b, nkv, rep*t, d]
+    out.reshape((b, nh, t, hd))?
         .transpose(1, 2)?
-        .reshape((b, t, nh * hd))?;
-    attn.o.forward(&out, mode)
+        .reshape((b, t, nh * hd))
 }
 
 /// Large negative used for masked attention scores: finite so a fully masked row (a

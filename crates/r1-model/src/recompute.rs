@@ -11,7 +11,7 @@
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::layers::Mode;
-use crate::model::{block_forward, Block};
+use crate::model::{block_forward, AttnInput, Block};
 use candle_core::backprop::GradStore;
 use candle_core::{
     CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, TensorId, Var,
@@ -52,9 +52,7 @@ struct CheckpointedBlock {
     cfg: ModelConfig,
     layer: usize,
     block: Block,
-    cos: Tensor,
-    sin: Tensor,
-    mask: Option<Tensor>,
+    input: AttnInput,
     sink: GradSink,
 }
 
@@ -115,9 +113,7 @@ impl CheckpointedBlock {
             self.layer,
             block,
             x,
-            &self.cos,
-            &self.sin,
-            self.mask.as_ref(),
+            &self.input,
             none,
             Mode::Train,
         )
@@ -181,15 +177,12 @@ impl CustomOp2 for CheckpointedBlock {
 
 /// Runs `block` on `x` as a checkpointed op (CPU, f32/f64, and only when the block has
 /// a trainable tensor; otherwise it runs normally).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn checkpointed_block(
     cfg: &ModelConfig,
     layer: usize,
     block: &Block,
     x: &Tensor,
-    cos: &Tensor,
-    sin: &Tensor,
-    mask: Option<&Tensor>,
+    input: &AttnInput,
     sink: &GradSink,
 ) -> Result<Tensor> {
     let anchor = weights(block)
@@ -200,15 +193,13 @@ pub(crate) fn checkpointed_block(
         anchor.filter(|_| x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64))
     else {
         let none: Option<&mut KvCache> = None;
-        return block_forward(cfg, layer, block, x, cos, sin, mask, none, Mode::Train);
+        return block_forward(cfg, layer, block, x, input, none, Mode::Train);
     };
     let op = CheckpointedBlock {
         cfg: cfg.clone(),
         layer,
         block: block.clone(),
-        cos: cos.detach(),
-        sin: sin.detach(),
-        mask: mask.map(|m| m.detach()),
+        input: input.detached()?,
         sink: sink.clone(),
     };
     x.contiguous()?.apply_op2(&anchor, op)

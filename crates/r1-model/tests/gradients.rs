@@ -216,3 +216,77 @@ fn activation_checkpointing_gives_the_same_loss_and_gradients() {
         assert!(d < 1e-12, "{name}: gradients differ by {d}");
     }
 }
+
+/// A GRPO-like micro-batch: two prompts of different lengths, three samples each
+/// (one empty completion, lengths differing), in a shuffled row order.
+fn grouped_scores(model: &Model, shared: bool) -> (Tensor, Tensor) {
+    let p1: &[u32] = &[5, 17, 40, 8];
+    let p2: &[u32] = &[9, 3];
+    let prompts = [p1, p2, p1, p2, p1, p2];
+    let comps: [&[u32]; 6] = [
+        &[33, 7, 250, 12, 6],
+        &[101, 2],
+        &[4],
+        &[60, 61, 62, 63, 64],
+        &[],
+        &[70, 2, 9],
+    ];
+    let f = if shared {
+        r1_model::scoring::completion_logprobs
+    } else {
+        r1_model::scoring::completion_logprobs_one_row_each
+    };
+    let s = f(model, &prompts, &comps, 0.8, Mode::Train, true).unwrap();
+    let (b, t) = s.logprobs.dims2().unwrap();
+    let w = Tensor::arange(0.0f64, (b * t) as f64, &Device::Cpu)
+        .unwrap()
+        .reshape((b, t))
+        .unwrap()
+        .sin()
+        .unwrap();
+    let loss = (s.logprobs.to_dtype(DType::F64).unwrap() * w)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let ent = (s.entropy.unwrap() * &s.mask).unwrap();
+    (loss, ent)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+#[test]
+fn shared_prompts_give_the_same_logprobs_and_gradients_as_one_row_each() {
+    let lm = common::load("tiny-qwen2", DType::F64);
+    let (map, vars) = vars_of(&lm.weights);
+    let plain = Model::from_tensors(&lm.cfg, &map, &Device::Cpu).unwrap();
+    let mut ckpt = plain.clone();
+    ckpt.enable_checkpointing();
+    let (l_ref, e_ref) = grouped_scores(&plain, false);
+    let g_ref = plain.backward(&l_ref).unwrap();
+    for (model, what) in [(&plain, "plain"), (&ckpt, "checkpointed")] {
+        let (l, e) = grouped_scores(model, true);
+        let (a, b): (f64, f64) = (l.to_scalar().unwrap(), l_ref.to_scalar().unwrap());
+        assert!((a - b).abs() < 1e-10, "{what}: loss {a} vs {b}");
+        assert!(max_abs_diff(&e, &e_ref) < 1e-10, "{what}: entropies differ");
+        let g = model.backward(&l).unwrap();
+        for (name, v) in &vars {
+            let want = g_ref.get(v.as_tensor()).unwrap();
+            let got = g
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+            let d = max_abs_diff(got, want);
+            assert!(d < 1e-10, "{what}: {name} gradients differ by {d}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 pub mod advantages;
 pub mod config;
 pub mod loss;
+pub mod micro_batches;
 
 pub use config::{GrpoConfig, LossType, ScaleRewards};
 pub mod trainer;

@@ -12,6 +12,7 @@
 use super::advantages::{advantages, informative_groups, std};
 use super::config::GrpoConfig;
 use super::loss::{grpo_loss, LossParams};
+use super::micro_batches::{order_rows, RowShape};
 use crate::optim::{accumulate, lr_at, AdamW, AdamWConfig};
 use crate::trainable::Trainable;
 use anyhow::Result;
@@ -256,12 +257,16 @@ impl GrpoTrainer {
             });
         }
 
-        // Micro-batches of similar lengths pad less (each runs at its longest row), so
-        // rows are ordered by length from here on. Every loss type sums per-row terms
-        // under batch-level normalisers, so the order changes nothing else; with
-        // equal-sized micro-batches the loss is the same up to rounding.
-        let mut order: Vec<usize> = (0..scored.len()).collect();
-        order.sort_by_key(|&i| scored[i].prompt_ids.len() + scored[i].completion.token_ids.len());
+        // A micro-batch encodes each distinct prompt once: keep groups whole (see
+        // `micro_batches`).
+        let shapes: Vec<RowShape> = scored
+            .iter()
+            .map(|s| RowShape {
+                prompt: s.item,
+                completion_len: s.completion.token_ids.len(),
+            })
+            .collect();
+        let order = order_rows(&shapes);
         let mut slots: Vec<Option<Scored>> = scored.into_iter().map(Some).collect();
         let scored: Vec<Scored> = order
             .iter()
