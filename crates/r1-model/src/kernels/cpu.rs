@@ -11,6 +11,7 @@ pub trait Real:
     + std::ops::AddAssign
     + std::ops::MulAssign
     + std::iter::Sum
+    + super::exp::FastExp
     + Send
     + Sync
 {
@@ -51,4 +52,93 @@ pub const ELEMS_PER_TASK: usize = 16 * 1024;
 /// uninitialised floats would be undefined behaviour should a kernel miss one.)
 pub fn output_vec<T: Real>(n: usize) -> Vec<T> {
     vec![T::zero(); n]
+}
+
+/// Runs `f` compiled for AVX-512 (else AVX2 + FMA) when this CPU has it. The kernels'
+/// loops are written as plain Rust that the compiler vectorises, and the default
+/// x86-64 target only allows SSE2: 4 lanes instead of 16, no FMA. Call it around the
+/// body of a parallel task, so the body is inlined into the wide copy.
+#[inline(always)]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let level = *LEVEL.get_or_init(|| {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+                2
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                1
+            } else {
+                0
+            }
+        });
+        // SAFETY: the features were detected on this CPU just above.
+        match level {
+            2 => return unsafe { avx512(f) },
+            1 => return unsafe { avx2(f) },
+            _ => {}
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Σ x in 16 independent lanes, so the sum vectorises (a single running sum cannot be
+/// reassociated by the compiler).
+#[inline(always)]
+pub fn lane_sum<T: Real>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 16];
+    let whole = x.len() / 16 * 16;
+    for c in x[..whole].chunks_exact(16) {
+        for l in 0..16 {
+            acc[l] += c[l];
+        }
+    }
+    x[whole..]
+        .iter()
+        .fold(acc.into_iter().sum::<T>(), |a, &v| a + v)
+}
+
+/// Σ a·b in 16 independent lanes.
+#[inline(always)]
+pub fn lane_dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 16];
+    let whole = a.len().min(b.len()) / 16 * 16;
+    for (x, y) in a[..whole].chunks_exact(16).zip(b[..whole].chunks_exact(16)) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail = a[whole..]
+        .iter()
+        .zip(&b[whole..])
+        .fold(T::zero(), |s, (&x, &y)| s + x * y);
+    acc.into_iter().sum::<T>() + tail
+}
+
+/// max x in 16 lanes (NaN-ignoring, as `f32::max`).
+#[inline(always)]
+pub fn lane_max<T: Real>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); 16];
+    let whole = x.len() / 16 * 16;
+    for c in x[..whole].chunks_exact(16) {
+        for l in 0..16 {
+            acc[l] = num_traits::Float::max(acc[l], c[l]);
+        }
+    }
+    x[whole..]
+        .iter()
+        .chain(acc.iter())
+        .fold(T::neg_infinity(), |a, &v| num_traits::Float::max(a, v))
 }

@@ -2,7 +2,7 @@
 //! chosen token's log-probability, each in one multithreaded pass over a block of
 //! logits — no `[rows, vocab]` temporaries beyond the logits block itself.
 
-use super::cpu::{with_data, Real};
+use super::cpu::{lane_max, wide, with_data, Real};
 use candle_core::{bail, CpuStorage, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
 
@@ -35,25 +35,36 @@ pub fn row_stats<T: Real>(
         Ok(z.par_chunks(vocab)
             .zip(targets.par_iter())
             .map(|(row, &tgt)| {
-                let max = row
-                    .iter()
-                    .fold(T::neg_infinity(), |a, &v| num_traits::Float::max(a, v))
-                    * inv_t;
-                // Σ e and Σ e·(z − max) in one pass, e = exp(z − max).
-                let (mut sum, mut sum_ez) = (T::zero(), T::zero());
-                for &v in row {
-                    let s = v * inv_t - max;
-                    let e = s.exp();
-                    sum += e;
-                    if with_entropy {
-                        sum_ez += e * s;
-                    }
-                }
-                let log_sum = sum.ln();
-                let logprob = row[tgt as usize] * inv_t - max - log_sum;
-                // H = log Σe − Σ e·s / Σ e, with s the shifted logits.
-                let entropy = log_sum - sum_ez / sum;
-                (logprob, max + log_sum, entropy)
+                wide(
+                    #[inline(always)]
+                    || {
+                        let max = lane_max(row) * inv_t;
+                        // Σ e and Σ e·(z − max) in one pass, e = exp(z − max), in 16 lanes.
+                        let (mut sum, mut sum_ez) = ([T::zero(); 16], [T::zero(); 16]);
+                        let whole = row.len() / 16 * 16;
+                        for c in row[..whole].chunks_exact(16) {
+                            for l in 0..16 {
+                                let s = c[l] * inv_t - max;
+                                let e = s.fast_exp();
+                                sum[l] += e;
+                                sum_ez[l] += e * s;
+                            }
+                        }
+                        let (mut sum, mut sum_ez) =
+                            (sum.into_iter().sum::<T>(), sum_ez.into_iter().sum::<T>());
+                        for &v in &row[whole..] {
+                            let s = v * inv_t - max;
+                            let e = s.fast_exp();
+                            sum += e;
+                            sum_ez += e * s;
+                        }
+                        let log_sum = sum.ln();
+                        let logprob = row[tgt as usize] * inv_t - max - log_sum;
+                        // H = log Σe − Σ e·s / Σ e, with s the shifted logits.
+                        let entropy = log_sum - sum_ez / sum;
+                        (logprob, max + log_sum, entropy)
+                    },
+                )
             })
             .collect())
     })?;
@@ -98,15 +109,20 @@ impl LogitsToGrad<'_> {
             .enumerate()
             .with_min_len(8)
             .for_each(|(r, row)| {
-                let scale = T::from(self.grad[r] * self.inv_t).unwrap();
-                let lse = T::from(self.lse[r]).unwrap();
-                for v in row.iter_mut() {
-                    *v = -flush_subnormal((*v * inv_t - lse).exp()) * scale;
-                }
-                let t = self.targets[r] as usize;
-                if (self.col_offset..self.col_offset + cols).contains(&t) {
-                    row[t - self.col_offset] += scale;
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        let scale = T::from(self.grad[r] * self.inv_t).unwrap();
+                        let lse = T::from(self.lse[r]).unwrap();
+                        for v in row.iter_mut() {
+                            *v = -flush_subnormal((*v * inv_t - lse).fast_exp()) * scale;
+                        }
+                        let t = self.targets[r] as usize;
+                        if (self.col_offset..self.col_offset + cols).contains(&t) {
+                            row[t - self.col_offset] += scale;
+                        }
+                    },
+                )
             });
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod attention_decode;
 mod cpu;
+pub mod exp;
 pub mod logprob;
 pub mod matmul_small;
 pub mod rms_norm;

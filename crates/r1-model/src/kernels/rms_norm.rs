@@ -3,7 +3,7 @@
 //! Backward, with `r = rsqrt(mean(x²) + eps)` and `x̂ = x·r` recomputed per row:
 //! `∂x = r · (g⊙w − x̂ · mean(g⊙w⊙x̂))` and `∂w = Σ_rows g⊙x̂`.
 
-use super::cpu::{output_vec, rows_per_task, slice, with_data, Real};
+use super::cpu::{lane_dot, output_vec, rows_per_task, slice, wide, with_data, Real};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -17,7 +17,7 @@ struct RmsNorm {
 }
 
 fn inv_rms<T: Real>(x: &[T], eps: T) -> T {
-    let ss: T = x.iter().map(|&v| v * v).sum();
+    let ss = lane_dot(x, x);
     let n = T::from(x.len()).unwrap();
     (ss / n + eps).sqrt().recip()
 }
@@ -30,10 +30,15 @@ fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
         .zip(x.par_chunks(h))
         .with_min_len(16)
         .for_each(|(y, x)| {
-            let r = inv_rms(x, eps);
-            for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-                *y = x * r * w;
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    let r = inv_rms(x, eps);
+                    for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                        *y = x * r * w;
+                    }
+                },
+            )
         });
     y
 }
@@ -49,19 +54,28 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
         .zip(x.par_chunks(block))
         .zip(g.par_chunks(block))
         .map(|((dx, x), g)| {
-            // Each task sums ∂w over its rows; the partial sums are added below.
-            let mut dw = vec![T::zero(); h];
-            for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
-                let r = inv_rms(x, eps);
-                let dot: T = (0..h).map(|i| g[i] * w[i] * x[i]).sum();
-                let mean = dot * r * inv_h;
-                for i in 0..h {
-                    let xh = x[i] * r;
-                    dx[i] = r * (g[i] * w[i] - xh * mean);
-                    dw[i] += g[i] * xh;
-                }
-            }
-            dw
+            wide(
+                #[inline(always)]
+                || {
+                    // Each task sums ∂w over its rows; the partial sums are added below.
+                    let mut dw = vec![T::zero(); h];
+                    for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
+                        let r = inv_rms(x, eps);
+                        let mut acc = [T::zero(); 16];
+                        for i in 0..h {
+                            acc[i % 16] += g[i] * w[i] * x[i];
+                        }
+                        let dot: T = acc.into_iter().sum();
+                        let mean = dot * r * inv_h;
+                        for i in 0..h {
+                            let xh = x[i] * r;
+                            dx[i] = r * (g[i] * w[i] - xh * mean);
+                            dw[i] += g[i] * xh;
+                        }
+                    }
+                    dw
+                },
+            )
         })
         .reduce(
             || vec![T::zero(); h],

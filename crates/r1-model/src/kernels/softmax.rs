@@ -7,7 +7,7 @@
 //! head (`m = rep · t`, see grouped-query attention in `model`); the mask is
 //! `[b or 1, 1, t, s]` and row `i` of `m` uses mask row `i mod t`.
 
-use super::cpu::{output_vec, slice, with_data, Real};
+use super::cpu::{lane_dot, lane_sum, output_vec, slice, wide, with_data, Real};
 use super::logprob::flush_subnormal;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -48,31 +48,32 @@ fn forward<T: Real>(x: &[T], dims: &[usize], mask: Option<(&[T], &[usize])>, sca
         .enumerate()
         .with_min_len(8)
         .for_each(|(row, (p, x))| {
-            let mask_row = mask.map(|(mk, md)| {
-                let (mb, t) = (md[0], md[2]);
-                let bi = if mb == 1 { 0 } else { row / (g * m) };
-                let qi = (row % m) % t;
-                &mk[(bi * t + qi) * s..(bi * t + qi + 1) * s]
-            });
-            match mask_row {
-                Some(mr) => p
-                    .iter_mut()
-                    .zip(x)
-                    .zip(mr)
-                    .for_each(|((p, &x), &k)| *p = x * scale + k),
-                None => p.iter_mut().zip(x).for_each(|(p, &x)| *p = x * scale),
-            }
-            let max = p
-                .iter()
-                .fold(T::neg_infinity(), |a, &v| num_traits::Float::max(a, v));
-            let mut sum = T::zero();
-            for v in p.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            let inv = sum.recip();
-            // Subnormal probabilities would slow the P·V GEMMs ~80× (see logprob).
-            p.iter_mut().for_each(|v| *v = flush_subnormal(*v * inv));
+            wide(
+                #[inline(always)]
+                || {
+                    let mask_row = mask.map(|(mk, md)| {
+                        let (mb, t) = (md[0], md[2]);
+                        let bi = if mb == 1 { 0 } else { row / (g * m) };
+                        let qi = (row % m) % t;
+                        &mk[(bi * t + qi) * s..(bi * t + qi + 1) * s]
+                    });
+                    match mask_row {
+                        Some(mr) => p
+                            .iter_mut()
+                            .zip(x)
+                            .zip(mr)
+                            .for_each(|((p, &x), &k)| *p = x * scale + k),
+                        None => p.iter_mut().zip(x).for_each(|(p, &x)| *p = x * scale),
+                    }
+                    let max = p
+                        .iter()
+                        .fold(T::neg_infinity(), |a, &v| num_traits::Float::max(a, v));
+                    p.iter_mut().for_each(|v| *v = (*v - max).fast_exp());
+                    let inv = lane_sum(p).recip();
+                    // Subnormal probabilities would slow the P·V GEMMs ~80× (see logprob).
+                    p.iter_mut().for_each(|v| *v = flush_subnormal(*v * inv));
+                },
+            )
         });
     p
 }
@@ -84,10 +85,15 @@ fn backward<T: Real>(p: &[T], g: &[T], s: usize, scale: f64) -> Vec<T> {
         .zip(p.par_chunks(s).zip(g.par_chunks(s)))
         .with_min_len(8)
         .for_each(|(dx, (p, g))| {
-            let dot: T = p.iter().zip(g).map(|(&p, &g)| p * g).sum();
-            for ((d, &p), &g) in dx.iter_mut().zip(p).zip(g) {
-                *d = scale * p * (g - dot);
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    let dot = lane_dot(p, g);
+                    for ((d, &p), &g) in dx.iter_mut().zip(p).zip(g) {
+                        *d = scale * p * (g - dot);
+                    }
+                },
+            )
         });
     dx
 }

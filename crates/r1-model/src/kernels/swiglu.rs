@@ -3,7 +3,7 @@
 //! Backward, with `σ = σ(g)` recomputed: `∂g = ∂h ⊙ u ⊙ σ(1 + g(1 − σ))` and
 //! `∂u = ∂h ⊙ g σ`.
 
-use super::cpu::{output_vec, slice, with_data, Real, ELEMS_PER_TASK};
+use super::cpu::{output_vec, slice, wide, with_data, Real, ELEMS_PER_TASK};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -22,7 +22,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 struct SwiGlu;
 
 fn sigmoid<T: Real>(v: T) -> T {
-    (T::one() + (-v).exp()).recip()
+    (T::one() + (-v).fast_exp()).recip()
 }
 
 fn forward<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
@@ -33,10 +33,15 @@ fn forward<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
                 .zip(u.par_chunks(ELEMS_PER_TASK)),
         )
         .for_each(|(h, (g, u))| {
-            for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-                // Same expression as candle's silu, so the fused and composite paths agree.
-                *h = g / (T::one() + (-g).exp()) * u;
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
+                        // Same expression as candle's silu, so the fused and composite paths agree.
+                        *h = g / (T::one() + (-g).fast_exp()) * u;
+                    }
+                },
+            )
         });
     h
 }
@@ -52,11 +57,16 @@ fn backward<T: Real>(g: &[T], u: &[T], dh: &[T]) -> (Vec<T>, Vec<T>) {
                 .zip(dh.par_chunks(ELEMS_PER_TASK)),
         )
         .for_each(|(((dg, du), g), (u, dh))| {
-            for i in 0..g.len() {
-                let s = sigmoid(g[i]);
-                dg[i] = dh[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
-                du[i] = dh[i] * g[i] * s;
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for i in 0..g.len() {
+                        let s = sigmoid(g[i]);
+                        dg[i] = dh[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
+                        du[i] = dh[i] * g[i] * s;
+                    }
+                },
+            )
         });
     (dg, du)
 }
