@@ -223,9 +223,11 @@ impl CustomOp2 for ChunkedLogprobGrad {
     }
 }
 
-/// The fused CPU forward: per chunk of rows, one GEMM for the logits and one pass
-/// over them for every statistic ([`kernels::logprob::row_stats`]). Also returns each
-/// row's logsumexp for the backward pass.
+/// The fused CPU forward: the vocabulary in blocks of columns, one GEMM per block at
+/// the full row count and one pass over its logits folding them into each row's
+/// running softmax statistics ([`kernels::logprob::accumulate_block`]). The block
+/// holds `chunk_rows × vocab` logits, as many as a chunk of rows would. Also returns
+/// each row's logsumexp for the backward pass.
 fn fused_stats(
     hidden: &Tensor,
     lm_head: &Tensor,
@@ -234,43 +236,40 @@ fn fused_stats(
     with_entropy: bool,
     chunk_rows: usize,
 ) -> Result<(TokenStats, Vec<f64>)> {
-    use crate::kernels::logprob::row_stats;
+    use crate::kernels::logprob::{accumulate_block, RowState};
     let (hidden, w) = (hidden.detach(), lm_head.detach());
     let (n, dtype, dev) = (hidden.dim(0)?, hidden.dtype(), hidden.device().clone());
+    let vocab = w.dim(0)?;
     let tgt: Vec<u32> = targets.to_vec1()?;
-    let (mut lp, mut lse, mut ent) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
-    let mut start = 0;
-    while start < n {
-        let len = chunk_rows.max(1).min(n - start);
-        let logits = hidden.narrow(0, start, len)?.matmul(&w.t()?)?;
-        let t = &tgt[start..start + len];
-        let inv_t = 1.0 / temperature;
-        macro_rules! take {
-            ($ty:ty) => {{
-                let s = row_stats::<$ty>(&logits, t, inv_t, with_entropy)?;
-                lp.extend(s.logprob.iter().map(|&v| v as f64));
-                lse.extend(s.lse.iter().map(|&v| v as f64));
-                if let Some(e) = s.entropy {
-                    ent.extend(e.iter().map(|&v| v as f64));
+    let mut state = vec![RowState::default(); n];
+    if let Some(cols) = (chunk_rows.max(1) * vocab).checked_div(n) {
+        let cols = cols.clamp(1, vocab);
+        let mut off = 0;
+        while off < vocab {
+            let len = cols.min(vocab - off);
+            let logits = hidden.matmul(&w.narrow(0, off, len)?.t()?)?;
+            let inv_t = 1.0 / temperature;
+            match dtype {
+                candle_core::DType::F32 => {
+                    accumulate_block::<f32>(&logits, off, &tgt, inv_t, &mut state)?
                 }
-            }};
+                _ => accumulate_block::<f64>(&logits, off, &tgt, inv_t, &mut state)?,
+            }
+            off += len;
         }
-        match dtype {
-            candle_core::DType::F32 => take!(f32),
-            _ => take!(f64),
-        }
-        start += len;
     }
-    let to_tensor = |v: Vec<f64>| Tensor::from_vec(v, n, &dev)?.to_dtype(dtype);
+    let to_tensor = |f: fn(&RowState) -> f64| {
+        Tensor::from_vec(state.iter().map(f).collect::<Vec<_>>(), n, &dev)?.to_dtype(dtype)
+    };
     let stats = TokenStats {
-        logprobs: to_tensor(lp)?,
+        logprobs: to_tensor(RowState::logprob)?,
         entropy: if with_entropy {
-            Some(to_tensor(ent)?)
+            Some(to_tensor(RowState::entropy)?)
         } else {
             None
         },
     };
-    Ok((stats, lse))
+    Ok((stats, state.iter().map(RowState::lse).collect()))
 }
 
 /// The fused CPU backward of the chosen tokens' log-probabilities. It walks the

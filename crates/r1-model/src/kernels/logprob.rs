@@ -1,77 +1,121 @@
 //! Row statistics of `softmax(z)` for logits `z = logits / T` and the gradient of a
 //! chosen token's log-probability, each in one multithreaded pass over a block of
-//! logits — no `[rows, vocab]` temporaries beyond the logits block itself.
+//! vocabulary columns — no `[rows, vocab]` temporaries beyond the block itself.
 
 use super::cpu::{lane_max, wide, with_data, Real};
 use candle_core::{bail, CpuStorage, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-/// Per-row results for a block of logits.
-pub struct RowStats<T> {
-    /// `log softmax(z)[target]`.
-    pub logprob: Vec<T>,
-    /// `logsumexp(z)`, which the backward pass reuses instead of recomputing it.
-    pub lse: Vec<T>,
-    /// `−Σ p log p`, when asked for.
-    pub entropy: Option<Vec<T>>,
+/// Running softmax statistics of one row over the vocabulary blocks seen so far, for
+/// scaled logits `s = z / T`: `max`, `sum = Σ e^(s − max)`, `sum_es = Σ e^(s − max)·s`,
+/// and the target's `s` once its block has passed.
+#[derive(Debug, Clone, Copy)]
+pub struct RowState {
+    max: f64,
+    sum: f64,
+    sum_es: f64,
+    target: f64,
 }
 
-/// Statistics of each row of `logits` `[rows, vocab]` (contiguous) for `targets`.
-pub fn row_stats<T: Real>(
+impl Default for RowState {
+    fn default() -> Self {
+        Self {
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            sum_es: 0.0,
+            target: f64::NAN,
+        }
+    }
+}
+
+impl RowState {
+    /// `logsumexp(s)`.
+    pub fn lse(&self) -> f64 {
+        self.max + self.sum.ln()
+    }
+
+    /// `log softmax(s)[target]`.
+    pub fn logprob(&self) -> f64 {
+        self.target - self.lse()
+    }
+
+    /// `−Σ p log p = lse − Σ p·s`.
+    pub fn entropy(&self) -> f64 {
+        self.lse() - self.sum_es / self.sum
+    }
+
+    /// Merges a block's statistics taken relative to its own maximum `max`.
+    fn merge(&mut self, max: f64, sum: f64, sum_es: f64) {
+        let m = self.max.max(max);
+        let (a, b) = ((self.max - m).exp(), (max - m).exp());
+        // A row not seen yet has max −∞: its (zero) sums get weight e^−∞ = 0.
+        let a = if self.sum == 0.0 { 0.0 } else { a };
+        self.sum = self.sum * a + sum * b;
+        self.sum_es = self.sum_es * a + sum_es * b;
+        self.max = m;
+    }
+}
+
+/// Folds a block of logits `[rows, cols]` (contiguous), holding vocabulary columns
+/// `col_offset..col_offset + cols`, into each row's running statistics. Walking the
+/// vocabulary in blocks keeps every GEMM at the full row count (an efficient shape)
+/// while only `rows × cols` logits exist at a time.
+pub fn accumulate_block<T: Real>(
     logits: &Tensor,
+    col_offset: usize,
     targets: &[u32],
     inv_t: f64,
-    with_entropy: bool,
-) -> Result<RowStats<T>> {
-    let (rows, vocab) = logits.dims2()?;
-    if targets.len() != rows {
-        bail!("logprob: {} targets for {rows} rows", targets.len());
+    state: &mut [RowState],
+) -> Result<()> {
+    let (rows, cols) = logits.dims2()?;
+    if targets.len() != rows || state.len() != rows {
+        bail!(
+            "logprob: {} targets and {} states for {rows} rows",
+            targets.len(),
+            state.len()
+        );
     }
-    if let Some(&bad) = targets.iter().find(|&&t| t as usize >= vocab) {
-        bail!("logprob: target token {bad} is outside the vocabulary of {vocab}");
-    }
-    let inv_t = T::from(inv_t).unwrap();
-    let out: Vec<(T, T, T)> = with_data::<T, _>(logits, |z| {
-        Ok(z.par_chunks(vocab)
+    let inv = T::from(inv_t).unwrap();
+    with_data::<T, _>(logits, |z| {
+        state
+            .par_iter_mut()
+            .zip(z.par_chunks(cols))
             .zip(targets.par_iter())
-            .map(|(row, &tgt)| {
+            .with_min_len(8)
+            .for_each(|((st, row), &tgt)| {
                 wide(
                     #[inline(always)]
                     || {
-                        let max = lane_max(row) * inv_t;
-                        // Σ e and Σ e·(z − max) in one pass, e = exp(z − max), in 16 lanes.
-                        let (mut sum, mut sum_ez) = ([T::zero(); 16], [T::zero(); 16]);
+                        let max = lane_max(row) * inv;
+                        // Σ e and Σ e·s in one pass, e = exp(s − max), in 16 lanes.
+                        let (mut sum, mut sum_es) = ([T::zero(); 16], [T::zero(); 16]);
                         let whole = row.len() / 16 * 16;
                         for c in row[..whole].chunks_exact(16) {
                             for l in 0..16 {
-                                let s = c[l] * inv_t - max;
-                                let e = s.fast_exp();
+                                let s = c[l] * inv;
+                                let e = (s - max).fast_exp();
                                 sum[l] += e;
-                                sum_ez[l] += e * s;
+                                sum_es[l] += e * s;
                             }
                         }
-                        let (mut sum, mut sum_ez) =
-                            (sum.into_iter().sum::<T>(), sum_ez.into_iter().sum::<T>());
+                        let (mut sum, mut sum_es) =
+                            (sum.into_iter().sum::<T>(), sum_es.into_iter().sum::<T>());
                         for &v in &row[whole..] {
-                            let s = v * inv_t - max;
-                            let e = s.fast_exp();
+                            let s = v * inv;
+                            let e = (s - max).fast_exp();
                             sum += e;
-                            sum_ez += e * s;
+                            sum_es += e * s;
                         }
-                        let log_sum = sum.ln();
-                        let logprob = row[tgt as usize] * inv_t - max - log_sum;
-                        // H = log Σe − Σ e·s / Σ e, with s the shifted logits.
-                        let entropy = log_sum - sum_ez / sum;
-                        (logprob, max + log_sum, entropy)
+                        let f = |v: T| <T as candle_core::WithDType>::to_f64(v);
+                        st.merge(f(max), f(sum), f(sum_es));
+                        let t = tgt as usize;
+                        if (col_offset..col_offset + cols).contains(&t) {
+                            st.target = f(row[t - col_offset]) * inv_t;
+                        }
                     },
                 )
-            })
-            .collect())
-    })?;
-    Ok(RowStats {
-        logprob: out.iter().map(|o| o.0).collect(),
-        lse: out.iter().map(|o| o.1).collect(),
-        entropy: with_entropy.then(|| out.iter().map(|o| o.2).collect()),
+            });
+        Ok(())
     })
 }
 
