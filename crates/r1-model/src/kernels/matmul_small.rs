@@ -54,8 +54,13 @@ pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, (m, n), x.device())
 }
 
-/// Output columns per parallel task (rows of `W`).
-const COLS_PER_TASK: usize = 64;
+/// Output columns per parallel task (rows of `W`): at most 64, and few enough that
+/// every thread gets about four tasks (the k/v projections have only 192 columns:
+/// three tasks of 64 left one of two threads idle half the time). A multiple of 4,
+/// the tile width.
+fn cols_per_task(n: usize) -> usize {
+    (n / (4 * rayon::current_num_threads())).clamp(4, 64) / 4 * 4
+}
 
 /// A pointer tasks write disjoint columns of the output through.
 #[derive(Clone, Copy)]
@@ -69,22 +74,21 @@ unsafe impl Sync for OutPtr {}
 fn run(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
     let ptr = OutPtr(out.as_mut_ptr());
     let avx512 = is_x86_feature_detected!("avx512f");
-    (0..n.div_ceil(COLS_PER_TASK))
-        .into_par_iter()
-        .for_each(|t| {
-            let j0 = t * COLS_PER_TASK;
-            let j1 = (j0 + COLS_PER_TASK).min(n);
-            let p = ptr;
-            // SAFETY: the CPU features were checked (`available`, `avx512`); the task
-            // writes only columns j0..j1, which no other task touches.
-            unsafe {
-                if avx512 {
-                    columns_avx512(x, w, p.0, m, n, k, j0, j1)
-                } else {
-                    columns_avx2(x, w, p.0, m, n, k, j0, j1)
-                }
+    let per_task = cols_per_task(n);
+    (0..n.div_ceil(per_task)).into_par_iter().for_each(|t| {
+        let j0 = t * per_task;
+        let j1 = (j0 + per_task).min(n);
+        let p = ptr;
+        // SAFETY: the CPU features were checked (`available`, `avx512`); the task
+        // writes only columns j0..j1, which no other task touches.
+        unsafe {
+            if avx512 {
+                columns_avx512(x, w, p.0, m, n, k, j0, j1)
+            } else {
+                columns_avx2(x, w, p.0, m, n, k, j0, j1)
             }
-        });
+        }
+    });
 }
 
 #[cfg(not(target_arch = "x86_64"))]
