@@ -26,6 +26,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Most tokens one no-gradient scoring pass (π_old, π_ref) takes: its transient
+/// per-layer buffers stay around 100 MB for SmolLM2-sized models.
+const NO_GRAD_PASS_TOKENS: usize = 8192;
+
 /// One training prompt: the text fed to the model and what the rewards need.
 #[derive(Debug, Clone)]
 pub struct GrpoItem {
@@ -283,28 +287,12 @@ impl GrpoTrainer {
             .collect();
         let infer = self.policy.infer_model()?;
         let old: Option<Vec<Tensor>> = if cfg.num_iterations > 1 {
-            Some(
-                chunks
-                    .iter()
-                    .map(|r| {
-                        self.score(&infer, &scored[r.clone()], Mode::Infer)
-                            .map(|(lp, _)| lp)
-                    })
-                    .collect::<Result<_>>()?,
-            )
+            Some(self.score_no_grad(&infer, &scored, &chunks)?)
         } else {
             None
         };
         let reference: Option<Vec<Tensor>> = match &self.reference {
-            Some(rm) => Some(
-                chunks
-                    .iter()
-                    .map(|r| {
-                        self.score(rm, &scored[r.clone()], Mode::Infer)
-                            .map(|(lp, _)| lp)
-                    })
-                    .collect::<Result<_>>()?,
-            ),
+            Some(rm) => Some(self.score_no_grad(rm, &scored, &chunks)?),
             None => None,
         };
         m.insert("time/reference".into(), t_ref.elapsed().as_secs_f64());
@@ -476,6 +464,50 @@ impl GrpoTrainer {
             (part.len(), t),
             self.policy.vars[0].device(),
         )?)
+    }
+
+    /// Log-probs without gradients (π_old, π_ref), one `[rows, t]` tensor per
+    /// micro-batch of `chunks`. Without a graph to keep, several micro-batches share a
+    /// pass (up to [`NO_GRAD_PASS_TOKENS`] tokens): larger GEMMs, and each prompt
+    /// encoded once per pass.
+    fn score_no_grad(
+        &self,
+        model: &Model,
+        scored: &[Scored],
+        chunks: &[std::ops::Range<usize>],
+    ) -> Result<Vec<Tensor>> {
+        let tokens = |r: &std::ops::Range<usize>| -> usize {
+            scored[r.clone()]
+                .iter()
+                .map(|s| s.prompt_ids.len() + s.completion.token_ids.len())
+                .sum()
+        };
+        let mut out = Vec::with_capacity(chunks.len());
+        let mut first = 0;
+        while first < chunks.len() {
+            let mut last = first + 1;
+            let mut sum = tokens(&chunks[first]);
+            while last < chunks.len() && sum + tokens(&chunks[last]) <= NO_GRAD_PASS_TOKENS {
+                sum += tokens(&chunks[last]);
+                last += 1;
+            }
+            let rows = chunks[first].start..chunks[last - 1].end;
+            let (lp, _) = self.score(model, &scored[rows.clone()], Mode::Infer)?;
+            for r in &chunks[first..last] {
+                let t = scored[r.clone()]
+                    .iter()
+                    .map(|s| s.completion.token_ids.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(1);
+                out.push(
+                    lp.narrow(0, r.start - rows.start, r.len())?
+                        .narrow(1, 0, t)?,
+                );
+            }
+            first = last;
+        }
+        Ok(out)
     }
 
     /// `[b, t]` log-probs (and entropy in train mode) of a micro-batch's completions.
