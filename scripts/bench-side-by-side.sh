@@ -27,6 +27,10 @@ fi
 if has grpo; then
   rm -rf "$OUT/r1-grpo"
   /usr/bin/time -v "$R1" zero --config configs/grpo-peer-match.toml --output "$OUT/r1-grpo" 2>&1 | tee "$OUT/r1-grpo.log"
+  # The same with r1's default activation checkpointing (the memory-lean setting).
+  rm -rf "$OUT/r1-grpo-ckpt"
+  sed 's/^gradient_checkpointing = false/gradient_checkpointing = true/' configs/grpo-peer-match.toml > "$OUT/grpo-ckpt.toml"
+  /usr/bin/time -v "$R1" zero --config "$OUT/grpo-ckpt.toml" --output "$OUT/r1-grpo-ckpt" 2>&1 | tee "$OUT/r1-grpo-ckpt.log"
   (cd "$PEER" && /usr/bin/time -v "$PY" grpo_run.py --beta 0.04 --lr 1e-5 --steps 1 --tag side_by_side --outdir "$OUT/peer-grpo") 2>&1 | tee "$OUT/peer-grpo.log"
 fi
 echo "load after: $(cat /proc/loadavg)" | tee -a "$OUT/load.txt"
