@@ -64,9 +64,10 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
     {
         static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
         let level = *LEVEL.get_or_init(|| {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+            let fma = is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2");
+            if fma && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
                 2
-            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            } else if fma {
                 1
             } else {
                 0
