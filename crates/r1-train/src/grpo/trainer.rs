@@ -13,7 +13,7 @@ use super::advantages::{advantages, informative_groups, std};
 use super::config::GrpoConfig;
 use super::loss::{grpo_loss, LossParams};
 use super::micro_batches::{order_rows, RowShape};
-use crate::optim::{accumulate, lr_at, AdamW, AdamWConfig};
+use crate::optim::{lr_at, Accumulated, AdamW, AdamWConfig};
 use crate::trainable::Trainable;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
@@ -328,7 +328,7 @@ impl GrpoTrainer {
             if cfg.gradient_checkpointing {
                 model.enable_checkpointing();
             }
-            let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
+            let mut acc = Accumulated::new(self.policy.vars.len());
             let mut finite = true;
             for (c, r) in chunks.iter().enumerate() {
                 let part = &scored[r.clone()];
@@ -370,7 +370,7 @@ impl GrpoTrainer {
                         ent_n += out.tokens;
                     }
                 }
-                accumulate(&mut acc, &self.policy.vars, &model.backward(&out.loss)?)?;
+                acc.add(&self.policy.vars, &model.backward(&out.loss)?)?;
             }
             lr = lr_at(
                 cfg.learning_rate,
@@ -385,7 +385,7 @@ impl GrpoTrainer {
             }
             let info = self
                 .optimizer
-                .step(&self.policy.vars, &acc, lr, cfg.max_grad_norm)?;
+                .step(&self.policy.vars, &acc.grads, lr, cfg.max_grad_norm)?;
             if iteration == 0 {
                 grad_norm = info.grad_norm;
             }

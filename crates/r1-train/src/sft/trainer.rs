@@ -5,7 +5,7 @@
 use super::batching::{batches_per_epoch, epoch_batches};
 use super::config::SftConfig;
 use super::tokenize::Tokenized;
-use crate::optim::{accumulate, lr_at, AdamW};
+use crate::optim::{lr_at, Accumulated, AdamW};
 use crate::trainable::Trainable;
 use anyhow::Result;
 use candle_core::Tensor;
@@ -131,7 +131,7 @@ impl SftTrainer {
             .flatten()
             .map(|&i| self.data[i].completion.len())
             .sum();
-        let mut grads: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
+        let mut grads = Accumulated::new(self.policy.vars.len());
         let mut nll = 0.0;
         let mut tokens = 0;
         for b in &batches {
@@ -144,12 +144,12 @@ impl SftTrainer {
             let (lp, _) = batch_logprob(&model, &items, Mode::Train)?;
             let loss = (lp.neg()? / n_tokens as f64)?;
             nll += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            accumulate(&mut grads, &self.policy.vars, &model.backward(&loss)?)?;
+            grads.add(&self.policy.vars, &model.backward(&loss)?)?;
         }
         let lr = self.learning_rate();
-        let info = self
-            .optimizer
-            .step(&self.policy.vars, &grads, lr, self.cfg.max_grad_norm)?;
+        let info =
+            self.optimizer
+                .step(&self.policy.vars, &grads.grads, lr, self.cfg.max_grad_norm)?;
         self.step += 1;
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         Ok(SftStep {
