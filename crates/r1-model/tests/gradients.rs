@@ -252,19 +252,6 @@ fn grouped_scores(model: &Model, shared: bool) -> (Tensor, Tensor) {
     (loss, ent)
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 #[test]
 fn shared_prompts_give_the_same_logprobs_and_gradients_as_one_row_each() {
     let lm = common::load("tiny-qwen2", DType::F64);
@@ -278,14 +265,17 @@ fn shared_prompts_give_the_same_logprobs_and_gradients_as_one_row_each() {
         let (l, e) = grouped_scores(model, true);
         let (a, b): (f64, f64) = (l.to_scalar().unwrap(), l_ref.to_scalar().unwrap());
         assert!((a - b).abs() < 1e-10, "{what}: loss {a} vs {b}");
-        assert!(max_abs_diff(&e, &e_ref) < 1e-10, "{what}: entropies differ");
+        assert!(
+            common::max_diff(&e, &e_ref) < 1e-10,
+            "{what}: entropies differ"
+        );
         let g = model.backward(&l).unwrap();
         for (name, v) in &vars {
             let want = g_ref.get(v.as_tensor()).unwrap();
             let got = g
                 .get(v.as_tensor())
                 .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-            let d = max_abs_diff(got, want);
+            let d = common::max_diff(got, want);
             assert!(d < 1e-10, "{what}: {name} gradients differ by {d}");
         }
     }

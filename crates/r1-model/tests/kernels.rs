@@ -6,6 +6,9 @@ use r1_model::kernels::{rms_norm::rms_norm, rope::rope_split_heads, softmax, swi
 use r1_model::layers::{attention_logits_composite, rms_norm_composite, rope_composite};
 use r1_model::model::causal_mask;
 
+mod common;
+use common::max_diff;
+
 fn randn(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
     // A small LCG keeps the tests independent of candle's RNG.
     let n: usize = shape.iter().product();
@@ -23,20 +26,6 @@ fn randn(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu)
         .unwrap()
         .to_dtype(dtype)
-        .unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
         .unwrap()
 }
 

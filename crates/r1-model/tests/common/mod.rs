@@ -27,3 +27,18 @@ pub fn logits(model: &Model, ids: &Tensor, attn: &[Vec<i64>], mode: Mode) -> Ten
     let h = model.forward(ids, &pos, Some(&mask), None, mode).unwrap();
     h.broadcast_matmul(&model.lm_head.t().unwrap()).unwrap()
 }
+
+/// Largest absolute element-wise difference, in f64.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
