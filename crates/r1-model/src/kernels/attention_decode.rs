@@ -4,10 +4,9 @@
 //! (192 GEMM calls per layer at batch 32, each waking the thread pool), which took
 //! more time in synchronisation than in arithmetic. Inference only (no backward).
 
-use super::cpu::{wide, with_data, Real};
+use super::cpu::{for_each_chunk, wide, with_data, Real};
 use super::logprob::flush_subnormal;
 use candle_core::{bail, Result, Storage, Tensor};
-use rayon::prelude::*;
 
 /// Largest number of new positions this kernel is used for (prefill uses GEMMs).
 pub const MAX_QUERIES: usize = 8;
@@ -69,7 +68,9 @@ pub fn attention(
             None => None,
         };
         with_data::<T, _>(q, |qs| {
-            out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| {
+            // Multiply-adds: q·k and p·v over every key, per (row, head, query).
+            let work = b * nh * t * s * d * 2;
+            for_each_chunk(&mut out, t * d, 1, work, |bh, o| {
                 wide(
                     #[inline(always)]
                     || {

@@ -3,7 +3,9 @@
 //! Backward, with `r = rsqrt(mean(x²) + eps)` and `x̂ = x·r` recomputed per row:
 //! `∂x = r · (g⊙w − x̂ · mean(g⊙w⊙x̂))` and `∂w = Σ_rows g⊙x̂`.
 
-use super::cpu::{lane_dot, output_vec, rows_per_task, slice, wide, with_data, Real};
+use super::cpu::{
+    for_each_chunk, lane_dot, output_vec, rows_per_task, slice, wide, with_data, Real,
+};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -26,20 +28,19 @@ fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let h = w.len();
     let eps = T::from(eps).unwrap();
     let mut y = output_vec::<T>(x.len());
-    y.par_chunks_mut(h)
-        .zip(x.par_chunks(h))
-        .with_min_len(16)
-        .for_each(|(y, x)| {
-            wide(
-                #[inline(always)]
-                || {
-                    let r = inv_rms(x, eps);
-                    for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-                        *y = x * r * w;
-                    }
-                },
-            )
-        });
+    let n = x.len();
+    for_each_chunk(&mut y, h, 16, n, |i, y| {
+        let x = &x[i * h..(i + 1) * h];
+        wide(
+            #[inline(always)]
+            || {
+                let r = inv_rms(x, eps);
+                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * r * w;
+                }
+            },
+        )
+    });
     y
 }
 

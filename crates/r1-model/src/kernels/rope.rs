@@ -6,9 +6,8 @@
 //! forward `(x₁c − x₂s, x₂c + x₁s)`; the rotation's transpose gives the backward
 //! `(g₁c + g₂s, g₂c − g₁s)`.
 
-use super::cpu::{output_vec, slice, wide, with_data, Real};
+use super::cpu::{for_each_chunk, output_vec, slice, wide, with_data, Real};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// RoPE of `x` `[b, t, heads·d]` with per-row angles `cos`/`sin` `[b, t, d/2]`,
 /// returning `[b, heads, t, d]`; differentiable in `x`.
@@ -55,36 +54,34 @@ fn rotate<T: Real>(
 ) -> Vec<T> {
     let half = d / 2;
     let mut out = output_vec::<T>(x.len());
-    out.par_chunks_mut(d)
-        .enumerate()
-        .with_min_len(64)
-        .for_each(|(row, out)| {
-            wide(
-                #[inline(always)]
-                || {
-                    // Output rows are ordered [b, heads, t] forward and [b, t, heads] backward.
-                    let (bi, hi, ti) = if inverse_layout {
-                        (row / (t * heads), row % heads, (row / heads) % t)
-                    } else {
-                        (row / (heads * t), (row / t) % heads, row % t)
-                    };
-                    let src = if inverse_layout {
-                        ((bi * heads + hi) * t + ti) * d
-                    } else {
-                        ((bi * t + ti) * heads + hi) * d
-                    };
-                    let x = &x[src..src + d];
-                    let angle = (bi * t + ti) * half;
-                    let (c, s) = (&cos[angle..angle + half], &sin[angle..angle + half]);
-                    for i in 0..half {
-                        let (x1, x2) = (x[i], x[i + half]);
-                        let si = sign * s[i];
-                        out[i] = x1 * c[i] - x2 * si;
-                        out[i + half] = x2 * c[i] + x1 * si;
-                    }
-                },
-            )
-        });
+    let n = x.len();
+    for_each_chunk(&mut out, d, 64, n, |row, out| {
+        wide(
+            #[inline(always)]
+            || {
+                // Output rows are ordered [b, heads, t] forward and [b, t, heads] backward.
+                let (bi, hi, ti) = if inverse_layout {
+                    (row / (t * heads), row % heads, (row / heads) % t)
+                } else {
+                    (row / (heads * t), (row / t) % heads, row % t)
+                };
+                let src = if inverse_layout {
+                    ((bi * heads + hi) * t + ti) * d
+                } else {
+                    ((bi * t + ti) * heads + hi) * d
+                };
+                let x = &x[src..src + d];
+                let angle = (bi * t + ti) * half;
+                let (c, s) = (&cos[angle..angle + half], &sin[angle..angle + half]);
+                for i in 0..half {
+                    let (x1, x2) = (x[i], x[i + half]);
+                    let si = sign * s[i];
+                    out[i] = x1 * c[i] - x2 * si;
+                    out[i + half] = x2 * c[i] + x1 * si;
+                }
+            },
+        )
+    });
     out
 }
 

@@ -7,7 +7,7 @@
 //! head (`m = rep · t`, see grouped-query attention in `model`); the mask is
 //! `[b or 1, 1, t, s]` and row `i` of `m` uses mask row `i mod t`.
 
-use super::cpu::{lane_dot, lane_sum, output_vec, slice, wide, with_data, Real};
+use super::cpu::{for_each_chunk, lane_dot, lane_sum, output_vec, slice, wide, with_data, Real};
 use super::logprob::flush_subnormal;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -43,38 +43,36 @@ fn forward<T: Real>(x: &[T], dims: &[usize], mask: Option<(&[T], &[usize])>, sca
     let (g, m, s) = (dims[1], dims[2], dims[3]);
     let scale = T::from(scale).unwrap();
     let mut p = output_vec::<T>(x.len());
-    p.par_chunks_mut(s)
-        .zip(x.par_chunks(s))
-        .enumerate()
-        .with_min_len(8)
-        .for_each(|(row, (p, x))| {
-            wide(
-                #[inline(always)]
-                || {
-                    let mask_row = mask.map(|(mk, md)| {
-                        let (mb, t) = (md[0], md[2]);
-                        let bi = if mb == 1 { 0 } else { row / (g * m) };
-                        let qi = (row % m) % t;
-                        &mk[(bi * t + qi) * s..(bi * t + qi + 1) * s]
-                    });
-                    match mask_row {
-                        Some(mr) => p
-                            .iter_mut()
-                            .zip(x)
-                            .zip(mr)
-                            .for_each(|((p, &x), &k)| *p = x * scale + k),
-                        None => p.iter_mut().zip(x).for_each(|(p, &x)| *p = x * scale),
-                    }
-                    let max = p
-                        .iter()
-                        .fold(T::neg_infinity(), |a, &v| num_traits::Float::max(a, v));
-                    p.iter_mut().for_each(|v| *v = (*v - max).fast_exp());
-                    let inv = lane_sum(p).recip();
-                    // Subnormal probabilities would slow the P·V GEMMs ~80× (see logprob).
-                    p.iter_mut().for_each(|v| *v = flush_subnormal(*v * inv));
-                },
-            )
-        });
+    let n = x.len();
+    for_each_chunk(&mut p, s, 8, n, |row, p| {
+        let x = &x[row * s..(row + 1) * s];
+        wide(
+            #[inline(always)]
+            || {
+                let mask_row = mask.map(|(mk, md)| {
+                    let (mb, t) = (md[0], md[2]);
+                    let bi = if mb == 1 { 0 } else { row / (g * m) };
+                    let qi = (row % m) % t;
+                    &mk[(bi * t + qi) * s..(bi * t + qi + 1) * s]
+                });
+                match mask_row {
+                    Some(mr) => p
+                        .iter_mut()
+                        .zip(x)
+                        .zip(mr)
+                        .for_each(|((p, &x), &k)| *p = x * scale + k),
+                    None => p.iter_mut().zip(x).for_each(|(p, &x)| *p = x * scale),
+                }
+                let max = p
+                    .iter()
+                    .fold(T::neg_infinity(), |a, &v| num_traits::Float::max(a, v));
+                p.iter_mut().for_each(|v| *v = (*v - max).fast_exp());
+                let inv = lane_sum(p).recip();
+                // Subnormal probabilities would slow the P·V GEMMs ~80× (see logprob).
+                p.iter_mut().for_each(|v| *v = flush_subnormal(*v * inv));
+            },
+        )
+    });
     p
 }
 

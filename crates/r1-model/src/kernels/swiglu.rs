@@ -3,7 +3,7 @@
 //! Backward, with `σ = σ(g)` recomputed: `∂g = ∂h ⊙ u ⊙ σ(1 + g(1 − σ))` and
 //! `∂u = ∂h ⊙ g σ`.
 
-use super::cpu::{output_vec, slice, wide, with_data, Real, ELEMS_PER_TASK};
+use super::cpu::{for_each_chunk, output_vec, slice, wide, with_data, Real, ELEMS_PER_TASK};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -27,22 +27,22 @@ fn sigmoid<T: Real>(v: T) -> T {
 
 fn forward<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
     let mut h = output_vec::<T>(g.len());
-    h.par_chunks_mut(ELEMS_PER_TASK)
-        .zip(
-            g.par_chunks(ELEMS_PER_TASK)
-                .zip(u.par_chunks(ELEMS_PER_TASK)),
+    let n = g.len();
+    for_each_chunk(&mut h, ELEMS_PER_TASK, 1, n, |i, h| {
+        let (g, u) = (
+            &g[i * ELEMS_PER_TASK..][..h.len()],
+            &u[i * ELEMS_PER_TASK..][..h.len()],
+        );
+        wide(
+            #[inline(always)]
+            || {
+                for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
+                    // Same expression as candle's silu, so the fused and composite paths agree.
+                    *h = g / (T::one() + (-g).fast_exp()) * u;
+                }
+            },
         )
-        .for_each(|(h, (g, u))| {
-            wide(
-                #[inline(always)]
-                || {
-                    for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-                        // Same expression as candle's silu, so the fused and composite paths agree.
-                        *h = g / (T::one() + (-g).fast_exp()) * u;
-                    }
-                },
-            )
-        });
+    });
     h
 }
 
