@@ -86,10 +86,8 @@ fn score(
         .max()
         .unwrap_or(0)
         .max(1);
-    let mut targets = vec![0u32; b * t];
     let mut mask = vec![0f32; b * t];
     for r in 0..b {
-        targets[r * t..r * t + completions[r].len()].copy_from_slice(completions[r]);
         mask[r * t..r * t + completions[r].len()].fill(1.0);
     }
     let (distinct, group) = distinct_prompts(prompts);
@@ -103,6 +101,10 @@ fn score(
         (h, Tensor::from_vec(real, n, device)?, Some(slots))
     } else {
         let h = one_row_each_hidden(model, prompts, completions, t, mode)?;
+        let mut targets = vec![0u32; b * t];
+        for (r, c) in completions.iter().enumerate() {
+            targets[r * t..r * t + c.len()].copy_from_slice(c);
+        }
         (h, Tensor::from_vec(targets, b * t, device)?, None)
     };
     let stats = match mode {

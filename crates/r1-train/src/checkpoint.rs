@@ -120,21 +120,25 @@ pub fn load_state(ckpt: &Path) -> Result<TrainerState> {
         .with_context(|| format!("{}: invalid checkpoint state", p.display()))
 }
 
-/// The model a run resumes from. A LoRA run reloads its original base (`base`, as
-/// configured) and then its saved adapters ([`load_adapters`]): the checkpoint's model
-/// folder has the adapters merged, and adapting it again would count them twice. A
-/// full fine-tune resumes from the checkpoint's model folder.
-pub fn resume_model(
-    ckpt: &Path,
+/// What a run resumes from: the checkpoint folder ([`find`]), its state, and the model.
+/// A LoRA run reloads its original base (`base`, as configured) and then its saved
+/// adapters ([`load_adapters`]): the checkpoint's model folder has the adapters merged,
+/// and adapting it again would count them twice. A full fine-tune resumes from the
+/// checkpoint's model folder.
+pub fn resume(
+    run_dir: &Path,
     base: Option<&str>,
     lora: bool,
     device: &Device,
     dtype: candle_core::DType,
-) -> Result<r1_model::LoadedModel> {
-    match lora {
-        true => r1_model::load(base, device, dtype),
-        false => r1_model::load_path(&ckpt.join("model"), device, dtype),
-    }
+) -> Result<(r1_model::LoadedModel, PathBuf, TrainerState)> {
+    let ckpt = find(run_dir)?;
+    let state = load_state(&ckpt)?;
+    let model = match lora {
+        true => r1_model::load(base, device, dtype)?,
+        false => r1_model::load_path(&ckpt.join("model"), device, dtype)?,
+    };
+    Ok((model, ckpt, state))
 }
 
 /// Restores the optimizer's moments and counter saved beside the model.

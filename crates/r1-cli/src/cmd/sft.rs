@@ -135,10 +135,8 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
     };
     let (device, dtype) = (dev.device()?, dev.dtype()?);
     let (lm, state) = if resume {
-        let ckpt = checkpoint::find(dir)?;
-        let st = checkpoint::load_state(&ckpt)?;
-        let lm = checkpoint::resume_model(
-            &ckpt,
+        let (lm, ckpt, st) = checkpoint::resume(
+            dir,
             cfg.model.as_deref(),
             cfg.lora.is_some(),
             &device,

@@ -354,15 +354,8 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
     // Model: the checkpoint when resuming, else the configured one.
     let (lm, state) = match resume.then_some(&dir) {
         Some(d) => {
-            let ckpt = checkpoint::find(d)?;
-            let state = checkpoint::load_state(&ckpt)?;
-            let lm = checkpoint::resume_model(
-                &ckpt,
-                cfg.model.as_deref(),
-                cfg.lora.is_some(),
-                &device,
-                dtype,
-            )?;
+            let (lm, ckpt, state) =
+                checkpoint::resume(d, cfg.model.as_deref(), cfg.lora.is_some(), &device, dtype)?;
             (lm, Some((ckpt, state)))
         }
         None => {
