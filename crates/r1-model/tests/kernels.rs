@@ -227,13 +227,18 @@ fn streaming_projection_matches_gemm() {
         return;
     }
     use r1_model::kernels::matmul_small::matmul_wt;
-    // Every tiling edge: rows and columns not multiples of 4, k not a multiple of 16.
+    // Every tiling edge: rows and columns not multiples of 4, k not a multiple of 16;
+    // from 9 rows the broadcast tiles (24 columns up to 16 rows, 12 up to 32), with
+    // and without leftover columns.
     for (m, n, k) in [
         (1, 7, 5),
         (4, 8, 32),
         (6, 13, 37),
         (32, 130, 576),
         (9, 66, 100),
+        (16, 48, 64),
+        (20, 24, 37),
+        (33, 20, 40),
     ] {
         let x = randn(&[m, k], m as u64, DType::F32);
         let w = randn(&[n, k], n as u64, DType::F32);

@@ -16,8 +16,9 @@ use std::time::Instant;
 pub struct Args {
     #[arg(long)]
     model: Option<String>,
-    /// Which benchmarks: any of matmul, gen, train, ops (comma separated; ops profiles
-    /// one training step op by op).
+    /// Which benchmarks: any of matmul, decode, gen, train, ops (comma separated; decode
+    /// times one decode step's projections at each --gen-batches size, ops profiles one
+    /// training step op by op).
     #[arg(long, default_value = "matmul,gen,train")]
     what: String,
     #[arg(long, default_value = "1,8,32")]
@@ -70,9 +71,9 @@ pub fn run(a: Args) -> Result<()> {
     let what: Vec<&str> = a.what.split(',').map(str::trim).collect();
     if let Some(bad) = what
         .iter()
-        .find(|w| !["matmul", "gen", "train", "ops"].contains(w))
+        .find(|w| !["matmul", "decode", "gen", "train", "ops"].contains(w))
     {
-        anyhow::bail!("--what: unknown benchmark `{bad}` (use matmul, gen, train, ops)");
+        anyhow::bail!("--what: unknown benchmark `{bad}` (use matmul, decode, gen, train, ops)");
     }
     let mut figures = serde_json::json!({ "load_before": loadavg(), "device": a.dev.device, "dtype": a.dev.dtype });
     println!("load average before: {}", loadavg());
@@ -100,6 +101,14 @@ pub fn run(a: Args) -> Result<()> {
         lm.cfg.hidden_size,
         lm.cfg.vocab_size
     );
+    if what.contains(&"decode") {
+        let rows: Vec<usize> = a
+            .gen_batches
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()?;
+        figures["decode"] = super::bench_decode::run(&lm.model()?, &rows)?;
+    }
     if what.contains(&"gen") {
         let model = lm.model()?;
         let tok = &lm.tokenizer;

@@ -1,4 +1,5 @@
 pub mod bench;
+mod bench_decode;
 mod bench_ops;
 pub mod convert;
 pub mod distill;

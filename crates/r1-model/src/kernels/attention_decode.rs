@@ -4,7 +4,7 @@
 //! (192 GEMM calls per layer at batch 32, each waking the thread pool), which took
 //! more time in synchronisation than in arithmetic. Inference only (no backward).
 
-use super::cpu::{for_each_chunk, wide, with_data, Real};
+use super::cpu::{for_each_chunk, lane_dot, lane_max, lane_sum, wide, with_data, Real};
 use super::logprob::flush_subnormal;
 use candle_core::{bail, Result, Storage, Tensor};
 
@@ -70,40 +70,43 @@ pub fn attention(
         with_data::<T, _>(q, |qs| {
             // Multiply-adds: q·k and p·v over every key, per (row, head, query).
             let work = b * nh * t * s * d * 2;
-            for_each_chunk(&mut out, t * d, 1, work, |bh, o| {
+            // One task per (row, KV group): the group's `rep` query heads share each
+            // key and value row, which is loaded once for all of them.
+            let rows = rep * t;
+            for_each_chunk(&mut out, rows * d, 1, work, |bg, o| {
                 wide(
                     #[inline(always)]
                     || {
-                        let (bi, hi) = (bh / nh, bh % nh);
-                        let g = hi / rep;
+                        let (bi, g) = (bg / nkv, bg % nkv);
                         let kbase = ko + bi * kst[0] + g * kst[1];
                         let vbase = vo + bi * vst[0] + g * vst[1];
-                        let mut p = vec![T::zero(); s];
-                        for ti in 0..t {
-                            let qr = &qs[(bh * t + ti) * d..][..d];
-                            for (j, pj) in p.iter_mut().enumerate() {
-                                *pj = dot(qr, &kall[kbase + j * kst[2]..][..d]) * scale;
+                        // Query rows in output order (head, position), contiguous in q.
+                        let qg = &qs[bg * rows * d..][..rows * d];
+                        let mut p = vec![T::zero(); rows * s];
+                        for j in 0..s {
+                            let kr = &kall[kbase + j * kst[2]..][..d];
+                            for (qi, qr) in qg.chunks_exact(d).enumerate() {
+                                p[qi * s + j] = lane_dot(qr, kr) * scale;
                             }
+                        }
+                        for (qi, pr) in p.chunks_exact_mut(s).enumerate() {
                             if let Some((m, mb)) = &mask_data {
+                                let ti = qi % t;
                                 let mrow = if *mb == 1 { ti } else { bi * t + ti };
-                                p.iter_mut()
+                                pr.iter_mut()
                                     .zip(&m[mrow * s..(mrow + 1) * s])
                                     .for_each(|(a, &mv)| *a += mv);
                             }
-                            let max = p
-                                .iter()
-                                .fold(T::neg_infinity(), |a, &x| num_traits::Float::max(a, x));
-                            let mut sum = T::zero();
-                            for x in p.iter_mut() {
-                                *x = (*x - max).fast_exp();
-                                sum += *x;
-                            }
-                            let inv = sum.recip();
-                            let orow = &mut o[ti * d..(ti + 1) * d];
-                            for (j, &pj) in p.iter().enumerate() {
-                                let w = flush_subnormal(pj * inv);
+                            let max = lane_max(pr);
+                            pr.iter_mut().for_each(|x| *x = (*x - max).fast_exp());
+                            let inv = lane_sum(pr).recip();
+                            pr.iter_mut().for_each(|x| *x = flush_subnormal(*x * inv));
+                        }
+                        for j in 0..s {
+                            let vr = &vall[vbase + j * vst[2]..][..d];
+                            for (qi, orow) in o.chunks_exact_mut(d).enumerate() {
+                                let w = p[qi * s + j];
                                 if w != T::zero() {
-                                    let vr = &vall[vbase + j * vst[2]..][..d];
                                     orow.iter_mut().zip(vr).for_each(|(a, &x)| *a += w * x);
                                 }
                             }
@@ -120,22 +123,4 @@ pub fn attention(
         candle_core::DType::F64 => run::<f64>(q, k, v, mask, scale),
         dt => bail!("attention: fused kernel runs on f32 or f64 only, not {dt:?}"),
     }
-}
-
-/// Dot product with 16 independent accumulators, so it vectorises (one AVX-512
-/// register of f32) without reassociating a single running sum.
-#[inline(always)]
-fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 16];
-    let n = a.len() / 16 * 16;
-    for (x, y) in a[..n].chunks_exact(16).zip(b[..n].chunks_exact(16)) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = acc.iter().fold(T::zero(), |a, &x| a + x);
-    for i in n..a.len() {
-        s += a[i] * b[i];
-    }
-    s
 }

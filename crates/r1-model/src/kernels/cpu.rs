@@ -107,9 +107,17 @@ pub fn lane_sum<T: Real>(x: &[T]) -> T {
             acc[l] += c[l];
         }
     }
-    x[whole..]
-        .iter()
-        .fold(acc.into_iter().sum::<T>(), |a, &v| a + v)
+    x[whole..].iter().fold(tree_sum(acc), |a, &v| a + v)
+}
+
+/// The sum of 16 lanes as a tree (8 + 4 + 2 + 1 adds): a left-to-right sum is 15
+/// dependent scalar adds, which cost more than the 16-wide loop before it when the
+/// vectors are short (a 64-wide attention head).
+#[inline(always)]
+pub fn tree_sum<T: Real>(a: [T; 16]) -> T {
+    let b: [T; 8] = std::array::from_fn(|i| a[i] + a[i + 8]);
+    let c: [T; 4] = std::array::from_fn(|i| b[i] + b[i + 4]);
+    (c[0] + c[2]) + (c[1] + c[3])
 }
 
 /// Σ a·b in 16 independent lanes.
@@ -126,7 +134,7 @@ pub fn lane_dot<T: Real>(a: &[T], b: &[T]) -> T {
         .iter()
         .zip(&b[whole..])
         .fold(T::zero(), |s, (&x, &y)| s + x * y);
-    acc.into_iter().sum::<T>() + tail
+    tree_sum(acc) + tail
 }
 
 /// max x in 16 lanes (NaN-ignoring, as `f32::max`).
