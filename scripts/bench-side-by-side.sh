@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 echo "load before: $(cat /proc/loadavg)" | tee "$OUT/load.txt"
 has() { [[ " $WHAT " == *" $1 "* ]]; }
 if has gen; then
-  "$R1" bench --what matmul,gen --json "$OUT/r1-gen.json" 2>&1 | tee "$OUT/r1-gen.log"
+  "$R1" bench --what matmul,decode,gen --json "$OUT/r1-gen.json" 2>&1 | tee "$OUT/r1-gen.log"
   (cd "$PEER" && "$PY" bench_generate.py 1,8,32 2) 2>&1 | tee "$OUT/peer-gen.log"
 fi
 if has train; then
@@ -31,6 +31,6 @@ if has grpo; then
   rm -rf "$OUT/r1-grpo-ckpt"
   sed 's/^gradient_checkpointing = false/gradient_checkpointing = true/' configs/grpo-peer-match.toml > "$OUT/grpo-ckpt.toml"
   /usr/bin/time -v "$R1" zero --config "$OUT/grpo-ckpt.toml" --output "$OUT/r1-grpo-ckpt" 2>&1 | tee "$OUT/r1-grpo-ckpt.log"
-  (cd "$PEER" && /usr/bin/time -v "$PY" grpo_run.py --beta 0.04 --lr 1e-5 --steps 1 --tag side_by_side --outdir "$OUT/peer-grpo") 2>&1 | tee "$OUT/peer-grpo.log"
+  (cd "$PEER" && /usr/bin/time -v "$PY" grpo_run.py --beta 0.04 --lr 1e-5 --steps 2 --tag side_by_side --outdir "$OUT/peer-grpo") 2>&1 | tee "$OUT/peer-grpo.log"
 fi
 echo "load after: $(cat /proc/loadavg)" | tee -a "$OUT/load.txt"

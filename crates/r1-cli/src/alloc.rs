@@ -5,6 +5,12 @@
 //! Keeping such blocks on the heap and the heap untrimmed lets freed buffers be
 //! reused in the next layer and step. Peak memory is unchanged: freed blocks are
 //! reused, not hoarded beyond the high-water mark.
+//!
+//! Blocks over 32 MB (glibc's largest threshold) would still be mapped and unmapped
+//! each time: the tied embedding's gradients (113 MB for SmolLM2) three times per
+//! micro-batch, 1.2 GB per GRPO step (strace). `M_MMAP_MAX = 0` serves them from the
+//! heap too: a two-step GRPO run faulted 1.42 M pages instead of 1.87 M at the same
+//! peak RSS (5.5 GB).
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune() {
@@ -15,6 +21,7 @@ pub fn tune() {
     const M_TRIM_THRESHOLD: c_int = -1;
     const M_TOP_PAD: c_int = -2;
     const M_MMAP_THRESHOLD: c_int = -3;
+    const M_MMAP_MAX: c_int = -4;
     // Users can still override with glibc's MALLOC_* variables.
     if std::env::vars().any(|(k, _)| k.starts_with("MALLOC_")) {
         return;
@@ -23,6 +30,7 @@ pub fn tune() {
     // start allocating tensors. 32 MB is glibc's largest allowed mmap threshold.
     unsafe {
         mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_MMAP_MAX, 0);
         mallopt(M_TRIM_THRESHOLD, c_int::MAX);
         mallopt(M_TOP_PAD, 64 << 20);
     }
