@@ -25,6 +25,58 @@ pub struct Lora {
     pub scale: f64,
     /// Dropout on the adapter's input, training only.
     pub dropout: f32,
+    /// Where the dropout mask comes from (see [`DropoutSeed`]).
+    pub seed: DropoutSeed,
+}
+
+/// Seeds dropout masks so they are reproducible: the trainer sets one seed per
+/// micro-batch (from the run's seed, step and micro-batch, so a resumed run draws the
+/// same masks) and each adapter mixes in its own index. A checkpointed block that
+/// reruns its forward in the backward pass then draws the very mask the loss saw.
+/// candle's own dropout draws from an unseeded thread-local RNG.
+#[derive(Debug, Clone, Default)]
+pub struct DropoutSeed {
+    /// Shared by every adapter of a model; set by [`crate::Model::set_dropout_seed`].
+    pub shared: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// This adapter's place in the model.
+    pub index: u64,
+}
+
+impl DropoutSeed {
+    fn get(&self) -> u64 {
+        let s = self.shared.load(std::sync::atomic::Ordering::Relaxed);
+        splitmix64(s ^ self.index.wrapping_mul(0xD1B5_4A32_D192_ED03))
+    }
+}
+
+/// SplitMix64's output function: a well-mixed 64-bit hash of `z`.
+pub fn splitmix64(z: u64) -> u64 {
+    let mut z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Inverted dropout with a mask that is a pure function of `seed` and the element's
+/// index: each element is kept with probability `1 - p` and scaled by `1 / (1 - p)`.
+pub fn seeded_dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+    let keep = 1.0 / (1.0 - p);
+    // Drop when the hash's top 32 bits fall below p · 2^32.
+    let threshold = (p as f64 * 4_294_967_296.0) as u64;
+    let mask: Vec<f32> = (0..x.elem_count() as u64)
+        .map(|i| {
+            let h = splitmix64(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32;
+            if h < threshold {
+                0.0
+            } else {
+                keep
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), &candle_core::Device::Cpu)?
+        .to_device(x.device())?
+        .to_dtype(x.dtype())?;
+    x * mask
 }
 
 /// A dense projection `y = x W^T + b` with `W` stored `[out, in]` as in Hugging Face,
@@ -41,7 +93,7 @@ impl Linear {
         let y = self.dense(x, mode)?;
         let Some(l) = &self.lora else { return Ok(y) };
         let x = match mode {
-            Mode::Train if l.dropout > 0.0 => candle_nn::ops::dropout(x, l.dropout)?,
+            Mode::Train if l.dropout > 0.0 => seeded_dropout(x, l.dropout, l.seed.get())?,
             _ => x.clone(),
         };
         let dims = x.dims().to_vec();

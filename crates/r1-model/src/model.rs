@@ -188,6 +188,22 @@ impl Model {
         out
     }
 
+    /// Seeds the LoRA adapters' dropout masks for the next forward pass (and its
+    /// recomputation under activation checkpointing). Trainers call it once per
+    /// micro-batch.
+    pub fn set_dropout_seed(&self, seed: u64) {
+        for b in &self.blocks {
+            let (a, m) = (&b.attn, &b.mlp);
+            for lin in [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down] {
+                if let Some(l) = &lin.lora {
+                    l.seed
+                        .shared
+                        .store(seed, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     pub fn device(&self) -> &Device {
         self.embed.device()
     }

@@ -8,7 +8,7 @@
 use crate::lora::LoraConfig;
 use anyhow::Result;
 use candle_core::{DType, Tensor, Var};
-use r1_model::layers::Lora;
+use r1_model::layers::{DropoutSeed, Lora};
 use r1_model::model::parameter_names;
 use r1_model::{LoadedModel, Model, ModelConfig, NamedTensors, Tokenizer};
 use std::path::Path;
@@ -115,6 +115,7 @@ impl Trainable {
             }
             Some((base, cfg)) => {
                 let mut model = Model::from_tensors(&self.cfg, base, &device)?;
+                let shared = std::sync::Arc::default();
                 for (i, (_path, lin)) in model
                     .linears_mut(&cfg.target_modules)
                     .into_iter()
@@ -125,6 +126,10 @@ impl Trainable {
                         b: view(&self.vars[2 * i + 1]),
                         scale: cfg.scale(),
                         dropout: cfg.lora_dropout,
+                        seed: DropoutSeed {
+                            shared: std::sync::Arc::clone(&shared),
+                            index: i as u64,
+                        },
                     });
                 }
                 Ok(model)

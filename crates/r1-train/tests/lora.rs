@@ -113,9 +113,49 @@ fn only_adapters_train_and_all_of_them_get_gradients() {
 
 #[test]
 fn checkpointing_gives_lora_the_same_gradients() {
+    checkpointed_lora_gradients_match(0.0);
+}
+
+#[test]
+fn checkpointing_with_lora_dropout_recomputes_the_same_mask() {
+    // The seeded mask is drawn again when the checkpointed blocks rerun their forward:
+    // with candle's unseeded dropout these gradients differed.
+    checkpointed_lora_gradients_match(0.3);
+}
+
+#[test]
+fn lora_dropout_is_seeded() {
+    let cfg = LoraConfig {
+        lora_dropout: 0.3,
+        ..lora_cfg()
+    };
+    let lora = Trainable::new_lora(tiny_model(), cfg, 4).unwrap();
+    for v in lora.vars.iter().skip(1).step_by(2) {
+        v.set(&(Tensor::randn(0f32, 0.3, v.shape(), &Device::Cpu).unwrap()))
+            .unwrap();
+    }
+    let m = lora.train_model().unwrap();
+    let run = |seed| {
+        m.set_dropout_seed(seed);
+        logits_in(&m, Mode::Train)
+    };
+    let (a, b, c) = (run(7), run(7), run(8));
+    assert_eq!(max_diff(&a, &b), 0.0, "same seed, same masks");
+    assert!(max_diff(&a, &c) > 1e-3, "another seed, other masks");
+    assert!(
+        max_diff(&a, &logits_in(&m, Mode::Infer)) > 1e-3,
+        "dropout applies in training"
+    );
+}
+
+fn checkpointed_lora_gradients_match(dropout: f32) {
     // The embedding is frozen under LoRA, so block inputs are untracked: the recomputed
     // blocks must still reach the adapters.
-    let lora = Trainable::new_lora(tiny_model(), lora_cfg(), 4).unwrap();
+    let cfg = LoraConfig {
+        lora_dropout: dropout,
+        ..lora_cfg()
+    };
+    let lora = Trainable::new_lora(tiny_model(), cfg, 4).unwrap();
     for v in lora.vars.iter().skip(1).step_by(2) {
         v.set(&(Tensor::randn(0f32, 0.3, v.shape(), &Device::Cpu).unwrap()))
             .unwrap();
@@ -123,6 +163,8 @@ fn checkpointing_gives_lora_the_same_gradients() {
     let plain = lora.train_model().unwrap();
     let mut ckpt = lora.train_model().unwrap();
     ckpt.enable_checkpointing();
+    plain.set_dropout_seed(11);
+    ckpt.set_dropout_seed(11);
     let g1 = plain
         .backward(
             &logits_in(&plain, Mode::Train)

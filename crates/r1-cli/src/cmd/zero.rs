@@ -198,14 +198,6 @@ fn effective_config(a: &Args) -> Result<ZeroConfig> {
     cfg.grpo.validate()?;
     if let Some(l) = &cfg.lora {
         l.validate()?;
-        // A checkpointed block reruns its forward in the backward pass, and dropout
-        // would draw a different mask there: the gradient would not be the loss's.
-        if l.lora_dropout > 0.0 && cfg.grpo.gradient_checkpointing {
-            anyhow::bail!(
-                "config key `lora.lora_dropout`: must be 0 with grpo.gradient_checkpointing = true \
-                 (the recomputed backward pass would draw a different dropout mask)"
-            );
-        }
     }
     Ok(cfg)
 }

@@ -133,15 +133,6 @@ impl SftConfig {
         }
         if let Some(l) = &self.lora {
             l.validate()?;
-            // A checkpointed block runs its forward once without a graph and again in
-            // the backward pass; dropout draws a new mask each time, so the gradient
-            // would belong to a different network than the loss.
-            if l.lora_dropout > 0.0 && self.gradient_checkpointing {
-                bail!(
-                    "config key `lora.lora_dropout`: must be 0 with gradient_checkpointing = true \
-                     (the recomputed backward pass would draw a different dropout mask)"
-                );
-            }
         }
         Ok(())
     }

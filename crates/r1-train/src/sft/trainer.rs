@@ -9,6 +9,7 @@ use crate::optim::{lr_at, Accumulated, AdamW};
 use crate::trainable::Trainable;
 use anyhow::Result;
 use candle_core::Tensor;
+use r1_model::layers::splitmix64;
 use r1_model::scoring::completion_logprobs;
 use r1_model::{LoadedModel, Mode, Model};
 use std::time::Instant;
@@ -134,11 +135,15 @@ impl SftTrainer {
         let mut grads = Accumulated::new(self.policy.vars.len());
         let mut nll = 0.0;
         let mut tokens = 0;
-        for b in &batches {
+        for (k, b) in batches.iter().enumerate() {
             let mut model = self.policy.train_model()?;
             if self.cfg.gradient_checkpointing {
                 model.enable_checkpointing();
             }
+            // LoRA dropout masks: a pure function of (seed, step, micro-batch).
+            model.set_dropout_seed(splitmix64(
+                self.cfg.seed ^ splitmix64((self.step * 4096 + k) as u64),
+            ));
             let items: Vec<&Tokenized> = b.iter().map(|&i| &self.data[i]).collect();
             tokens += items.iter().map(|t| t.len()).sum::<usize>();
             let (lp, _) = batch_logprob(&model, &items, Mode::Train)?;
