@@ -125,15 +125,7 @@ fn checkpointing_with_lora_dropout_recomputes_the_same_mask() {
 
 #[test]
 fn lora_dropout_is_seeded() {
-    let cfg = LoraConfig {
-        lora_dropout: 0.3,
-        ..lora_cfg()
-    };
-    let lora = Trainable::new_lora(tiny_model(), cfg, 4).unwrap();
-    for v in lora.vars.iter().skip(1).step_by(2) {
-        v.set(&(Tensor::randn(0f32, 0.3, v.shape(), &Device::Cpu).unwrap()))
-            .unwrap();
-    }
+    let lora = trained_looking_lora(0.3);
     let m = lora.train_model().unwrap();
     let run = |seed| {
         m.set_dropout_seed(seed);
@@ -148,9 +140,8 @@ fn lora_dropout_is_seeded() {
     );
 }
 
-fn checkpointed_lora_gradients_match(dropout: f32) {
-    // The embedding is frozen under LoRA, so block inputs are untracked: the recomputed
-    // blocks must still reach the adapters.
+/// Adapters with random `B` (fresh ones are zero, which would hide any difference).
+fn trained_looking_lora(dropout: f32) -> Trainable {
     let cfg = LoraConfig {
         lora_dropout: dropout,
         ..lora_cfg()
@@ -160,6 +151,13 @@ fn checkpointed_lora_gradients_match(dropout: f32) {
         v.set(&(Tensor::randn(0f32, 0.3, v.shape(), &Device::Cpu).unwrap()))
             .unwrap();
     }
+    lora
+}
+
+fn checkpointed_lora_gradients_match(dropout: f32) {
+    // The embedding is frozen under LoRA, so block inputs are untracked: the recomputed
+    // blocks must still reach the adapters.
+    let lora = trained_looking_lora(dropout);
     let plain = lora.train_model().unwrap();
     let mut ckpt = lora.train_model().unwrap();
     ckpt.enable_checkpointing();
