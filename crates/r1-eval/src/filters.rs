@@ -14,6 +14,9 @@ pub struct Candidate {
     pub prompt_id: String,
     /// The user question (what goes into the SFT `user` message).
     pub prompt: String,
+    /// The example's chat turns `(role, content)` when its dataset gave a conversation
+    /// (`prompt` is then the last user turn): the SFT record keeps them all.
+    pub conversation: Option<Vec<(String, String)>>,
     pub sample_index: usize,
     pub completion: String,
     /// Verified correct against the reference.
@@ -180,6 +183,7 @@ mod tests {
         Candidate {
             prompt_id: id.into(),
             prompt: "What is the sum of two and three?".into(),
+            conversation: None,
             sample_index: i,
             completion: text.into(),
             correct,
