@@ -192,16 +192,19 @@ impl Model {
     /// recomputation under activation checkpointing). Trainers call it once per
     /// micro-batch.
     pub fn set_dropout_seed(&self, seed: u64) {
-        for b in &self.blocks {
-            let (a, m) = (&b.attn, &b.mlp);
-            for lin in [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down] {
-                if let Some(l) = &lin.lora {
-                    l.seed
-                        .shared
-                        .store(seed, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+        for l in self.linears().filter_map(|lin| lin.lora.as_ref()) {
+            l.seed
+                .shared
+                .store(seed, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Every block's projections, in forward order (q, k, v, o, gate, up, down).
+    pub fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.blocks.iter().flat_map(|b| {
+            let (a, m) = (&b.attn, &b.mlp);
+            [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+        })
     }
 
     pub fn device(&self) -> &Device {

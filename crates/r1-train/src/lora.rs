@@ -72,3 +72,10 @@ impl LoraConfig {
         Ok(())
     }
 }
+
+/// The seed of one micro-batch's dropout masks: a hash of the run's seed and a counter
+/// that is a pure function of (step, micro-batch, ...), so resumed runs redraw them.
+pub fn micro_batch_seed(seed: u64, counter: u64) -> u64 {
+    use r1_model::layers::splitmix64;
+    splitmix64(seed ^ splitmix64(counter))
+}

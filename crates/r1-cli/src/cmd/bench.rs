@@ -75,6 +75,17 @@ pub fn run(a: Args) -> Result<()> {
     {
         anyhow::bail!("--what: unknown benchmark `{bad}` (use matmul, decode, gen, train, ops)");
     }
+    // Checked before the model loads, so a typo fails at once.
+    let batches: Vec<usize> = a
+        .gen_batches
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            s.parse().ok().filter(|&b| b > 0).ok_or_else(|| {
+                anyhow::anyhow!("--gen-batches: `{s}` is not a positive whole number")
+            })
+        })
+        .collect::<Result<_>>()?;
     let mut figures = serde_json::json!({ "load_before": loadavg(), "device": a.dev.device, "dtype": a.dev.dtype });
     println!("load average before: {}", loadavg());
     if what.contains(&"matmul") {
@@ -102,19 +113,13 @@ pub fn run(a: Args) -> Result<()> {
         lm.cfg.vocab_size
     );
     if what.contains(&"decode") {
-        let rows: Vec<usize> = a
-            .gen_batches
-            .split(',')
-            .map(|s| s.trim().parse())
-            .collect::<Result<_, _>>()?;
-        figures["decode"] = super::bench_decode::run(&lm.model()?, &rows)?;
+        figures["decode"] = super::bench_decode::run(&lm.model()?, &batches)?;
     }
     if what.contains(&"gen") {
         let model = lm.model()?;
         let tok = &lm.tokenizer;
         let mut rows = vec![];
-        for bs in a.gen_batches.split(',').map(|s| s.trim().parse::<usize>()) {
-            let bs = bs?;
+        for &bs in &batches {
             let prompts: Vec<Vec<u32>> = (0..bs)
                 .map(|i| {
                     let q = format!("What is {} + {}?", 10 + (i * 37) % 90, 10 + (i * 53) % 90);

@@ -13,13 +13,7 @@ use std::time::Instant;
 
 /// Every projection weight in decode order.
 fn weights(model: &Model) -> Vec<&Tensor> {
-    let mut ws = vec![];
-    for b in &model.blocks {
-        let (a, m) = (&b.attn, &b.mlp);
-        for l in [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down] {
-            ws.push(&l.weight);
-        }
-    }
+    let mut ws: Vec<&Tensor> = model.linears().map(|l| &l.weight).collect();
     ws.push(&model.lm_head);
     ws
 }

@@ -13,11 +13,11 @@ use super::advantages::{advantages, informative_groups, std};
 use super::config::GrpoConfig;
 use super::loss::{grpo_loss, LossParams};
 use super::micro_batches::{order_rows, RowShape};
+use crate::lora::micro_batch_seed;
 use crate::optim::{lr_at, Accumulated, AdamW, AdamWConfig};
 use crate::trainable::Trainable;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use r1_model::layers::splitmix64;
 use r1_model::scoring::completion_logprobs;
 use r1_model::{Mode, Model};
 use r1_rewards::{CompositeReward, RewardInput};
@@ -334,8 +334,9 @@ impl GrpoTrainer {
             for (c, r) in chunks.iter().enumerate() {
                 let part = &scored[r.clone()];
                 // LoRA dropout masks: a pure function of (seed, step, pass, micro-batch).
-                model.set_dropout_seed(splitmix64(
-                    cfg.seed ^ splitmix64(((self.step * 64 + iteration) * 4096 + c) as u64),
+                model.set_dropout_seed(micro_batch_seed(
+                    cfg.seed,
+                    ((self.step * 64 + iteration) * 4096 + c) as u64,
                 ));
                 let (logp, ent) = self.score(&model, part, Mode::Train)?;
                 let mask = &masks[c];

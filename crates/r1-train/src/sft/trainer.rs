@@ -5,11 +5,11 @@
 use super::batching::{batches_per_epoch, epoch_batches};
 use super::config::SftConfig;
 use super::tokenize::Tokenized;
+use crate::lora::micro_batch_seed;
 use crate::optim::{lr_at, Accumulated, AdamW};
 use crate::trainable::Trainable;
 use anyhow::Result;
 use candle_core::Tensor;
-use r1_model::layers::splitmix64;
 use r1_model::scoring::completion_logprobs;
 use r1_model::{LoadedModel, Mode, Model};
 use std::time::Instant;
@@ -141,8 +141,9 @@ impl SftTrainer {
                 model.enable_checkpointing();
             }
             // LoRA dropout masks: a pure function of (seed, step, micro-batch).
-            model.set_dropout_seed(splitmix64(
-                self.cfg.seed ^ splitmix64((self.step * 4096 + k) as u64),
+            model.set_dropout_seed(micro_batch_seed(
+                self.cfg.seed,
+                (self.step * 4096 + k) as u64,
             ));
             let items: Vec<&Tokenized> = b.iter().map(|&i| &self.data[i]).collect();
             tokens += items.iter().map(|t| t.len()).sum::<usize>();
