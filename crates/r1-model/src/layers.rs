@@ -6,7 +6,7 @@
 //! is what lets the sampler and the trainer share a single model definition.
 
 use crate::kernels;
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 /// Which kernels to run: candle's fused ops silently drop gradients, so training
 /// must use the composite ones.
@@ -91,6 +91,47 @@ pub struct Linear {
 impl Linear {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = self.dense(x, mode)?;
+        self.add_lora(x, y, mode)
+    }
+
+    /// The layers' outputs for one shared input, as `forward` each would give them.
+    /// Decoding runs their products in one call of the streaming kernel (one thread
+    /// hand-off for a layer's q/k/v instead of three).
+    pub fn forward_many<const N: usize>(
+        layers: [&Linear; N],
+        x: &Tensor,
+        mode: Mode,
+    ) -> Result<[Tensor; N]> {
+        let dims = x.dims().to_vec();
+        let last = *dims.last().expect("linear input has a last dim");
+        let rows = x.elem_count() / last;
+        let flat = x.reshape((rows, last))?;
+        if !fits_small_kernel(&flat, mode) || layers.iter().any(|l| l.weight.dtype() != DType::F32)
+        {
+            let mut out = Vec::with_capacity(N);
+            for l in layers {
+                out.push(l.forward(x, mode)?);
+            }
+            return Ok(out.try_into().expect("N outputs"));
+        }
+        let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
+        let ys = kernels::matmul_small::matmul_wt_many(&flat, &weights)?;
+        let mut out = Vec::with_capacity(N);
+        for (l, y) in layers.iter().zip(ys) {
+            let y = match &l.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            let mut shape = dims.clone();
+            *shape.last_mut().unwrap() = l.weight.dim(0)?;
+            let y = y.reshape(shape)?;
+            out.push(l.add_lora(x, y, mode)?);
+        }
+        Ok(out.try_into().expect("N outputs"))
+    }
+
+    /// `y` plus the LoRA adapter's term for input `x`, if there is an adapter.
+    fn add_lora(&self, x: &Tensor, y: Tensor, mode: Mode) -> Result<Tensor> {
         let Some(l) = &self.lora else { return Ok(y) };
         let x = match mode {
             Mode::Train if l.dropout > 0.0 => seeded_dropout(x, l.dropout, l.seed.get())?,
@@ -127,18 +168,20 @@ impl Linear {
 /// steps) run r1's streaming kernel, which beats GEMM's packing up to
 /// [`SMALL_ROWS`] rows; everything else, and anything needing a gradient, runs GEMM.
 pub fn project(x: &Tensor, w: &Tensor, mode: Mode) -> Result<Tensor> {
-    let rows = x.dim(0)?;
-    if mode == Mode::Infer
-        && rows <= SMALL_ROWS
-        && x.dtype() == candle_core::DType::F32
-        && w.dtype() == candle_core::DType::F32
-        && x.device().is_cpu()
-        && kernels::matmul_small::available()
-        && kernels::supported(x)
-    {
+    if fits_small_kernel(x, mode) && w.dtype() == DType::F32 {
         return kernels::matmul_small::matmul_wt(x, w);
     }
     x.matmul(&w.t()?)
+}
+
+/// Whether [`project`] runs `x` `[rows, k]` (f32 weights assumed) on the streaming kernel.
+fn fits_small_kernel(x: &Tensor, mode: Mode) -> bool {
+    mode == Mode::Infer
+        && x.dim(0).is_ok_and(|rows| rows <= SMALL_ROWS)
+        && x.dtype() == DType::F32
+        && x.device().is_cpu()
+        && kernels::matmul_small::available()
+        && kernels::supported(x)
 }
 
 /// Up to this many rows [`project`] streams the weights instead of running GEMM
@@ -270,8 +313,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let g = self.gate.forward(x, mode)?;
-        let u = self.up.forward(x, mode)?;
+        let [g, u] = Linear::forward_many([&self.gate, &self.up], x, mode)?;
         self.down.forward(&swiglu(&g, &u)?, mode)
     }
 }

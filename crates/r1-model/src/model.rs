@@ -398,13 +398,10 @@ fn attention(
         cfg.num_key_value_heads,
         cfg.head_dim,
     );
-    let q = rope_heads(&attn.q.forward(x, mode)?, nh, cos, sin, mode)?;
-    let k = rope_heads(&attn.k.forward(x, mode)?, nkv, cos, sin, mode)?;
-    let v = attn
-        .v
-        .forward(x, mode)?
-        .reshape((b, t, nkv, hd))?
-        .transpose(1, 2)?;
+    let [q, k, v] = Linear::forward_many([&attn.q, &attn.k, &attn.v], x, mode)?;
+    let q = rope_heads(&q, nh, cos, sin, mode)?;
+    let k = rope_heads(&k, nkv, cos, sin, mode)?;
+    let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?;
     let (k, v) = match cache {
         Some(c) => c.append(layer, &k, &v)?,
         None => (k, v.contiguous()?),

@@ -256,6 +256,35 @@ fn streaming_projection_matches_gemm() {
 }
 
 #[test]
+fn several_weights_in_one_call_match_separate_products() {
+    if !r1_model::kernels::matmul_small::available() {
+        return;
+    }
+    use r1_model::kernels::matmul_small::matmul_wt_many;
+    // q/k/v-like widths, one with leftover columns, at both tile shapes and below 9
+    // rows; the kernel writes an uninitialised buffer, so a missed column or row
+    // would show as garbage here.
+    for m in [1, 5, 12, 29] {
+        let k = 70;
+        let x = randn(&[m, k], m as u64, DType::F32);
+        let ws: Vec<Tensor> = [96, 24, 37]
+            .iter()
+            .map(|&n| randn(&[n, k], n as u64 + 7, DType::F32))
+            .collect();
+        let refs: Vec<&Tensor> = ws.iter().collect();
+        let ys = matmul_wt_many(&x, &refs).unwrap();
+        assert_eq!(ys.len(), 3);
+        for (y, w) in ys.iter().zip(&ws) {
+            let d = max_diff(y, &x.matmul(&w.t().unwrap()).unwrap());
+            assert!(d < 1e-4, "m {m}, n {}: {d}", w.dim(0).unwrap());
+        }
+    }
+    let x = randn(&[3, 8], 1, DType::F32);
+    let (good, bad) = (randn(&[4, 8], 2, DType::F32), randn(&[4, 9], 3, DType::F32));
+    assert!(matmul_wt_many(&x, &[&good, &bad]).is_err());
+}
+
+#[test]
 fn decode_attention_matches_the_gemm_path() {
     use r1_model::kernels::attention_decode::attention;
     // 2 rows, 6 query heads over 2 KV heads, 3 new positions after 5 cached ones, the

@@ -14,7 +14,7 @@
 // Index loops over the tile's rows and columns read like the math they compute.
 #![allow(clippy::needless_range_loop)]
 
-use candle_core::{bail, Result, Tensor};
+use candle_core::{bail, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Largest `m` this kernel is used for; beyond it GEMM's packing pays off.
@@ -34,27 +34,76 @@ pub fn available() -> bool {
 
 /// `x` `[m, k]` times `w` `[n, k]` transposed, f32 on the CPU, no gradient.
 pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let mut out = matmul_wt_many(x, &[w])?;
+    Ok(out.pop().expect("one weight in, one product out"))
+}
+
+/// `x · Wᵢᵀ` for several weights sharing one input (a layer's q/k/v, or gate/up), in
+/// one parallel region: a decode step's projections are short (tens of µs each), so
+/// a thread hand-off per weight was a visible share of the step, and the small k/v
+/// projections alone could not keep both threads busy.
+pub fn matmul_wt_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
     let (m, k) = x.dims2()?;
-    let (n, k2) = w.dims2()?;
-    if k != k2 {
-        bail!(
-            "matmul_wt: x {:?} and w {:?} do not fit",
-            x.dims(),
-            w.dims()
-        );
+    let mut ns = Vec::with_capacity(ws.len());
+    for w in ws {
+        let (n, k2) = w.dims2()?;
+        if k != k2 {
+            bail!(
+                "matmul_wt: x {:?} and w {:?} do not fit",
+                x.dims(),
+                w.dims()
+            );
+        }
+        ns.push(n);
     }
     if !available() {
         bail!("matmul_wt: this CPU lacks AVX2/FMA");
     }
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    let mut out = super::cpu::output_vec::<f32>(m * n);
-    super::cpu::with_data::<f32, _>(&x, |xs| {
-        super::cpu::with_data::<f32, _>(&w, |ws| {
-            run(xs, ws, &mut out, m, n, k);
+    let x = x.contiguous()?;
+    let ws: Vec<Tensor> = ws.iter().map(|w| w.contiguous()).collect::<Result<_>>()?;
+    // Left uninitialised: every element is written below (each task owns whole output
+    // columns for all rows), and the zero fill was a serial memset on the calling
+    // thread every projection, 0.9 s of a batch-32 generation.
+    let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| Vec::with_capacity(m * n)).collect();
+    {
+        let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+        let mut wdata = Vec::with_capacity(ws.len());
+        for (s, l) in &guards {
+            match &**s {
+                Storage::Cpu(c) => wdata.push(super::cpu::slice::<f32>(c, l)?),
+                _ => bail!("matmul_wt: weight is not on the CPU"),
+            }
+        }
+        let jobs: Vec<Job> = wdata
+            .iter()
+            .zip(&mut outs)
+            .zip(&ns)
+            .map(|((w, o), &n)| Job {
+                w,
+                out: OutPtr(o.as_mut_ptr()),
+                n,
+            })
+            .collect();
+        super::cpu::with_data::<f32, _>(&x, |xs| {
+            run(xs, &jobs, m, k);
             Ok(())
+        })?;
+    }
+    outs.into_iter()
+        .zip(ns)
+        .map(|(mut o, n)| {
+            // SAFETY: `run` wrote all `m·n` elements (see above).
+            unsafe { o.set_len(m * n) };
+            Tensor::from_vec(o, (m, n), x.device())
         })
-    })?;
-    Tensor::from_vec(out, (m, n), x.device())
+        .collect()
+}
+
+/// One weight's product: `W` `[n, k]` and where its `[m, n]` output goes.
+struct Job<'a> {
+    w: &'a [f32],
+    out: OutPtr,
+    n: usize,
 }
 
 /// Output columns per parallel task (rows of `W`): at most 64, and few enough that
@@ -72,38 +121,49 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+/// A task: columns `j0..j1` of job `job`'s output.
+#[derive(Clone, Copy)]
+struct Task {
+    job: usize,
+    j0: usize,
+    j1: usize,
+}
+
 /// Only reached on x86_64 (`matmul_wt` checks [`available`] first).
 #[cfg(target_arch = "x86_64")]
-fn run(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
-    let ptr = OutPtr(out.as_mut_ptr());
+fn run(x: &[f32], jobs: &[Job], m: usize, k: usize) {
     let avx512 = is_x86_feature_detected!("avx512f");
     if avx512 && BROADCAST_ROWS.contains(&m) {
         if m <= 16 {
-            broadcast::<1, 24>(x, w, ptr, m, n, k);
+            broadcast::<1, 24>(x, jobs, m, k);
         } else {
-            broadcast::<2, 12>(x, w, ptr, m, n, k);
+            broadcast::<2, 12>(x, jobs, m, k);
         }
         return;
     }
-    let per_task = cols_per_task(n);
-    let task = |t: usize| {
-        let j0 = t * per_task;
-        let j1 = (j0 + per_task).min(n);
-        let p = ptr;
-        // SAFETY: the CPU features were checked (`available`, `avx512`); the task
-        // writes only columns j0..j1, which no other task touches.
-        unsafe {
-            if avx512 {
-                columns_avx512(x, w, p.0, m, n, k, j0, j1)
-            } else {
-                columns_avx2(x, w, p.0, m, n, k, j0, j1)
-            }
+    let mut tasks = vec![];
+    for (job, j) in jobs.iter().enumerate() {
+        let per_task = cols_per_task(j.n);
+        for j0 in (0..j.n).step_by(per_task) {
+            let j1 = (j0 + per_task).min(j.n);
+            tasks.push(Task { job, j0, j1 });
         }
-    };
+    }
     // Always on the pool, even at one row: streaming `W` is bound by memory bandwidth,
     // and two threads keep more loads in flight (batch-1 decoding ran at ~14 tokens/s
     // on one thread, up to 22 on two).
-    (0..n.div_ceil(per_task)).into_par_iter().for_each(task);
+    tasks.into_par_iter().for_each(|t| {
+        let j = &jobs[t.job];
+        // SAFETY: the CPU features were checked (`available`, `avx512`); the task
+        // writes only columns j0..j1 of its job's output, which no other task touches.
+        unsafe {
+            if avx512 {
+                columns_avx512(x, j.w, j.out.0, m, j.n, k, t.j0, t.j1)
+            } else {
+                columns_avx2(x, j.w, j.out.0, m, j.n, k, t.j0, t.j1)
+            }
+        }
+    });
 }
 
 /// Rows for which [`broadcast`] runs instead of the 4 × 4 dot-product tiles (below 9
@@ -111,30 +171,31 @@ fn run(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
 #[cfg(target_arch = "x86_64")]
 const BROADCAST_ROWS: std::ops::RangeInclusive<usize> = 9..=32;
 
-/// `x` transposed to `[k, 16·V]` (rows zero-padded to a multiple of 16) and aligned to
-/// a cache line, so each `p` is `V` aligned vector loads.
+/// Writes `x` `[m, k]` transposed to `[k, 16·V]` (rows past `m` zero) into `buf`,
+/// starting at a cache-line boundary so each `p` is `V` aligned vector loads; returns
+/// that start. Row by row of the output, so the writes are sequential and every
+/// element is written (no fill first).
 #[cfg(target_arch = "x86_64")]
-struct Transposed {
-    buf: Vec<f32>,
-    start: usize,
+fn transpose_into<const V: usize>(buf: &mut Vec<f32>, x: &[f32], m: usize, k: usize) -> usize {
+    let width = 16 * V;
+    buf.resize(k * width + 16, 0.0);
+    let start = buf.as_ptr().align_offset(64).min(15);
+    for (p, row) in buf[start..start + k * width]
+        .chunks_exact_mut(width)
+        .enumerate()
+    {
+        for (i, v) in row[..m].iter_mut().enumerate() {
+            *v = x[i * k + p];
+        }
+        row[m..].fill(0.0);
+    }
+    start
 }
 
-#[cfg(target_arch = "x86_64")]
-impl Transposed {
-    fn new<const V: usize>(x: &[f32], m: usize, k: usize) -> Self {
-        let width = 16 * V;
-        let mut buf = vec![0f32; k * width + 16];
-        let start = buf.as_ptr().align_offset(64).min(15);
-        for i in 0..m {
-            for (p, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
-                buf[start + p * width + i] = v;
-            }
-        }
-        Self { buf, start }
-    }
-    fn ptr(&self) -> *const f32 {
-        self.buf[self.start..].as_ptr()
-    }
+thread_local! {
+    /// The transposed `x` of [`broadcast`], kept between calls (a decode step makes
+    /// hundreds of them).
+    static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Output columns in tiles of `R` rows of `W` × all `m ≤ 16·V` rows of `x`: each step
@@ -143,48 +204,69 @@ impl Transposed {
 /// are needed. Per FMA this reads 3–4× fewer bytes from cache than the 4 × 4 tiles,
 /// which at 32 rows were bound by re-reading `x` from L2 for every 4 columns.
 #[cfg(target_arch = "x86_64")]
-fn broadcast<const V: usize, const R: usize>(
-    x: &[f32],
-    w: &[f32],
-    out: OutPtr,
-    m: usize,
-    n: usize,
-    k: usize,
-) {
-    let xt = Transposed::new::<V>(x, m, k);
-    let xt = XtPtr(xt.ptr(), std::marker::PhantomData);
-    let tiles = n / R;
-    let per_task = (tiles / (4 * rayon::current_num_threads())).clamp(1, 8);
-    let task = |t: usize| {
-        let (xt, out) = (xt, out);
-        let (t0, t1) = (t * per_task, ((t + 1) * per_task).min(tiles));
-        for tile in t0..t1 {
-            let j = tile * R;
-            // SAFETY: AVX-512 was checked by the caller; `xt` holds `k` rows of `16·V`
-            // floats, `w` rows `j..j+R` exist, and this task alone writes columns
-            // `j..j+R`.
-            unsafe { broadcast_tile::<V, R>(xt.0, w.as_ptr().add(j * k), k, out.0, m, n, j) };
-        }
-    };
-    (0..tiles.div_ceil(per_task)).into_par_iter().for_each(task);
-    // Columns left over when `n` is not a multiple of `R`.
-    let done = tiles * R;
-    if done < n {
-        // SAFETY: as above; the remaining columns belong to no task.
-        unsafe { columns::<16>(x, w, out.0, m, n, k, done, n) };
-    }
+fn broadcast<const V: usize, const R: usize>(x: &[f32], jobs: &[Job], m: usize, k: usize) {
+    TRANSPOSED.with(|cell| {
+        // A pool thread waiting on its own tasks may run another caller's call here;
+        // that nested call gets a fresh buffer.
+        let mut own = Vec::new();
+        let mut kept = cell.try_borrow_mut();
+        let buf = match kept.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut own,
+        };
+        let start = transpose_into::<V>(buf, x, m, k);
+        broadcast_with::<V, R>(x, &buf[start..], jobs, m, k);
+    })
 }
 
-/// The transposed `x`, shared read-only by the tasks (the lifetime ties it to the
-/// buffer, which outlives them).
 #[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-struct XtPtr<'a>(*const f32, std::marker::PhantomData<&'a Transposed>);
-// SAFETY: tasks only read through the pointer while the borrowed buffer lives.
-#[cfg(target_arch = "x86_64")]
-unsafe impl Send for XtPtr<'_> {}
-#[cfg(target_arch = "x86_64")]
-unsafe impl Sync for XtPtr<'_> {}
+fn broadcast_with<const V: usize, const R: usize>(
+    x: &[f32],
+    xt: &[f32],
+    jobs: &[Job],
+    m: usize,
+    k: usize,
+) {
+    let tiles_total: usize = jobs.iter().map(|j| j.n / R).sum();
+    let per_task = (tiles_total / (4 * rayon::current_num_threads())).clamp(1, 8);
+    let mut tasks = vec![];
+    for (job, j) in jobs.iter().enumerate() {
+        let tiles = j.n / R;
+        for t0 in (0..tiles).step_by(per_task) {
+            let t1 = (t0 + per_task).min(tiles);
+            tasks.push(Task {
+                job,
+                j0: t0 * R,
+                j1: t1 * R,
+            });
+        }
+        // Columns left over when `n` is not a multiple of `R`.
+        if tiles * R < j.n {
+            tasks.push(Task {
+                job,
+                j0: tiles * R,
+                j1: j.n,
+            });
+        }
+    }
+    tasks.into_par_iter().for_each(|t| {
+        let j = &jobs[t.job];
+        if (t.j1 - t.j0) % R != 0 {
+            // SAFETY: AVX-512 was checked by the caller; these columns belong to this
+            // task alone.
+            unsafe { columns::<16>(x, j.w, j.out.0, m, j.n, k, t.j0, t.j1) };
+            return;
+        }
+        for c in (t.j0..t.j1).step_by(R) {
+            // SAFETY: AVX-512 was checked by the caller; `xt` holds `k` rows of `16·V`
+            // floats, `w` rows `c..c+R` exist, and this task alone writes columns
+            // `c..c+R`.
+            unsafe {
+                broadcast_tile::<V, R>(xt.as_ptr(), j.w.as_ptr().add(c * k), k, j.out.0, m, j.n, c)
+            };
+        }
+    });
+}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
@@ -220,7 +302,7 @@ unsafe fn broadcast_tile<const V: usize, const R: usize>(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn run(_: &[f32], _: &[f32], _: &mut [f32], _: usize, _: usize, _: usize) {
+fn run(_: &[f32], _: &[Job], _: usize, _: usize) {
     unreachable!("matmul_wt checks `available()` first")
 }
 
