@@ -17,17 +17,42 @@ pub enum Template {
     Raw,
 }
 
-/// Reads a TOML file; errors name the file, and toml names the key and line.
-pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+/// Reads a TOML config over the command's defaults; errors name the file, and toml
+/// names the key and line.
+///
+/// serde's `#[serde(default)]` fills a table's missing keys from *that table's type*:
+/// an `[sft]` table in a distill config would start from `SftConfig::default()` and
+/// silently drop what distill's own defaults set there (two epochs, the system
+/// prompt). So the file's tables are merged key by key over `T::default()`, then read.
+pub fn load_toml<T: DeserializeOwned + Serialize + Default>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
+    let located = |e: toml::de::Error| {
         let msg = e.to_string().replace('\n', " ");
         anyhow::anyhow!(
             "{}: {}",
             path.display(),
             msg.split_whitespace().collect::<Vec<_>>().join(" ")
         )
-    })
+    };
+    // Read as written first: unknown keys and bad values are reported with their line.
+    toml::from_str::<T>(&text).map_err(located)?;
+    let file: toml::Table = toml::from_str(&text).map_err(located)?;
+    let mut merged = toml::Table::try_from(T::default())
+        .context("the built-in defaults do not serialize (a bug)")?;
+    merge(&mut merged, file);
+    T::deserialize(toml::Value::Table(merged)).with_context(|| format!("{}", path.display()))
+}
+
+/// `over`'s keys into `base`: tables merge recursively, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 impl From<Template> for r1_eval::Template {
@@ -37,5 +62,87 @@ impl From<Template> for r1_eval::Template {
             Template::R1Zero => Self::R1Zero,
             Template::Raw => Self::Raw,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Inner {
+        epochs: f64,
+        rate: f64,
+        prompt: Option<String>,
+    }
+    impl Default for Inner {
+        fn default() -> Self {
+            Self {
+                epochs: 1.0,
+                rate: 0.1,
+                prompt: None,
+            }
+        }
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Outer {
+        name: String,
+        inner: Inner,
+        list: Vec<u32>,
+    }
+    impl Default for Outer {
+        fn default() -> Self {
+            Self {
+                name: "outer".into(),
+                // The parent's defaults for its table differ from the table type's.
+                inner: Inner {
+                    epochs: 2.0,
+                    rate: 0.1,
+                    prompt: Some("system".into()),
+                },
+                list: vec![1, 2, 3],
+            }
+        }
+    }
+
+    fn load(text: &str) -> Result<Outer> {
+        let path = std::env::temp_dir().join(format!(
+            "r1-run-config-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let out = load_toml(&path);
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_table_in_the_file_keeps_the_parents_defaults_for_its_other_keys() {
+        let cfg = load("[inner]\nrate = 0.5\n").unwrap();
+        assert_eq!(cfg.inner.rate, 0.5);
+        assert_eq!(
+            cfg.inner.epochs, 2.0,
+            "parent default, not Inner::default()"
+        );
+        assert_eq!(cfg.inner.prompt.as_deref(), Some("system"));
+        assert_eq!(cfg.name, "outer");
+        // Arrays replace the default whole.
+        assert_eq!(load("list = [7]\n").unwrap().list, vec![7]);
+        assert_eq!(load("").unwrap(), Outer::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key_and_line() {
+        let e = load("name = \"x\"\n[inner]\nepochz = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("epochz") && e.contains("line 3"), "{e}");
+        let e = load("[inner]\nrate = \"fast\"\n").unwrap_err().to_string();
+        assert!(e.contains("rate") || e.contains("line 2"), "{e}");
+        assert!(e.contains(".toml"), "names the file: {e}");
     }
 }

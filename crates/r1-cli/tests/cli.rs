@@ -227,3 +227,29 @@ fn default_model_answers_simple_questions_greedily() {
     );
     assert_eq!(lm.tokenizer.eos_ids, vec![2]);
 }
+
+#[test]
+fn a_stage_table_in_a_config_keeps_the_stages_other_defaults() {
+    // Stage 3's SFT defaults to two epochs (not SftConfig's three); setting only its
+    // learning rate must not reset them.
+    let dir = std::env::temp_dir().join(format!("r1-cli-nested-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        "[cold_start]\ndata = \"cold.jsonl\"\n[rejection.sft]\nlearning_rate = 3e-5\n",
+    )
+    .unwrap();
+    let (code, out, err) = r1(&[
+        "pipeline",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--print-config",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let printed: toml::Table = toml::from_str(&out).unwrap();
+    let sft = &printed["rejection"]["sft"];
+    assert_eq!(sft["learning_rate"].as_float(), Some(3e-5));
+    assert_eq!(sft["num_train_epochs"].as_float(), Some(2.0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -214,12 +214,6 @@ pub fn distill(cfg: &DistillConfig, dir: &Path) -> Result<()> {
             sft.data = Some(kept_path.clone());
             sft.device = cfg.device.clone();
             sft.dtype = cfg.dtype.clone();
-            // An `[sft]` table replaces the default SftConfig whole, so its
-            // system_prompt would be None: the student must still learn under the
-            // system message the teacher's chat prompts carried.
-            if sft.system_prompt.is_none() && cfg.template == Template::Chat {
-                sft.system_prompt = Some(r1_tasks::DEFAULT_SYSTEM_PROMPT.into());
-            }
             let resume = checkpoint::find(&sft_dir).is_ok();
             eprintln!(
                 "distill 3/3: fine-tuning the student on {}",
