@@ -43,16 +43,32 @@ pub fn load_toml<T: DeserializeOwned + Serialize + Default>(path: &Path) -> Resu
     T::deserialize(toml::Value::Table(merged)).with_context(|| format!("{}", path.display()))
 }
 
-/// `over`'s keys into `base`: tables merge recursively, anything else replaces.
+/// `over`'s keys into `base`: tables merge recursively, anything else replaces. A
+/// table that names another variant than the default's (`[task]`'s `task`) replaces
+/// it whole: the default variant's options mean nothing to another one.
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if same_variant(b, &o) => {
+                merge(b, o)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
         }
     }
+}
+
+/// Keys that select a table's variant (the task of a `[task]` table).
+const VARIANT_KEYS: &[&str] = &["task"];
+
+fn same_variant(base: &toml::Table, over: &toml::Table) -> bool {
+    VARIANT_KEYS
+        .iter()
+        .all(|k| match (base.get(*k), over.get(*k)) {
+            (Some(b), Some(o)) => b == o,
+            _ => true,
+        })
 }
 
 impl From<Template> for r1_eval::Template {
@@ -133,6 +149,30 @@ mod tests {
         // Arrays replace the default whole.
         assert_eq!(load("list = [7]\n").unwrap().list, vec![7]);
         assert_eq!(load("").unwrap(), Outer::default());
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct WithTask {
+        task: r1_tasks::TaskSpec,
+    }
+
+    #[test]
+    fn a_task_table_naming_another_task_replaces_the_default_one() {
+        let path =
+            std::env::temp_dir().join(format!("r1-run-config-task-{}.toml", std::process::id()));
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            load_toml::<WithTask>(&path)
+        };
+        // The default is arithmetic: its `digits` must not leak into countdown.
+        let cfg = read("[task]\ntask = \"countdown\"\ntrain_size = 7\n").unwrap();
+        assert_eq!(cfg.task.source.name(), "countdown");
+        assert_eq!(cfg.task.train_size, Some(7));
+        // The same task merges.
+        let cfg = read("[task]\ntask = \"arithmetic\"\ndigits = 3\n").unwrap();
+        assert_eq!(cfg.task.source.name(), "arithmetic");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
