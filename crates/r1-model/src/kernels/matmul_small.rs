@@ -122,6 +122,7 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// A task: columns `j0..j1` of job `job`'s output.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Task {
     job: usize,
@@ -192,6 +193,7 @@ fn transpose_into<const V: usize>(buf: &mut Vec<f32>, x: &[f32], m: usize, k: us
     start
 }
 
+#[cfg(target_arch = "x86_64")]
 thread_local! {
     /// The transposed `x` of [`broadcast`], kept between calls (a decode step makes
     /// hundreds of them).
