@@ -73,9 +73,11 @@ impl LoraConfig {
     }
 }
 
-/// The seed of one micro-batch's dropout masks: a hash of the run's seed and a counter
-/// that is a pure function of (step, micro-batch, ...), so resumed runs redraw them.
-pub fn micro_batch_seed(seed: u64, counter: u64) -> u64 {
+/// The seed of one micro-batch's dropout masks: a hash of the run's seed and where the
+/// micro-batch sits (step, pass, index, ...), so resumed runs redraw the same masks.
+pub fn micro_batch_seed(seed: u64, position: &[u64]) -> u64 {
     use r1_model::layers::splitmix64;
-    splitmix64(seed ^ splitmix64(counter))
+    position
+        .iter()
+        .fold(splitmix64(seed), |h, &p| splitmix64(h ^ splitmix64(p)))
 }

@@ -336,7 +336,7 @@ impl GrpoTrainer {
                 // LoRA dropout masks: a pure function of (seed, step, pass, micro-batch).
                 model.set_dropout_seed(micro_batch_seed(
                     cfg.seed,
-                    ((self.step * 64 + iteration) * 4096 + c) as u64,
+                    &[self.step as u64, iteration as u64, c as u64],
                 ));
                 let (logp, ent) = self.score(&model, part, Mode::Train)?;
                 let mask = &masks[c];

@@ -143,7 +143,7 @@ impl SftTrainer {
             // LoRA dropout masks: a pure function of (seed, step, micro-batch).
             model.set_dropout_seed(micro_batch_seed(
                 self.cfg.seed,
-                (self.step * 4096 + k) as u64,
+                &[self.step as u64, k as u64],
             ));
             let items: Vec<&Tokenized> = b.iter().map(|&i| &self.data[i]).collect();
             tokens += items.iter().map(|t| t.len()).sum::<usize>();
