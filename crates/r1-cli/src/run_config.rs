@@ -124,16 +124,21 @@ mod tests {
         }
     }
 
-    fn load(text: &str) -> Result<Outer> {
-        let path = std::env::temp_dir().join(format!(
-            "r1-run-config-{}-{}.toml",
-            std::process::id(),
-            text.len()
-        ));
+    /// `text` as a config file of type `T` (a fresh file per call: tests run in
+    /// parallel).
+    fn load_as<T: DeserializeOwned + Serialize + Default>(text: &str) -> Result<T> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("r1-run-config-{}-{n}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         let out = load_toml(&path);
         std::fs::remove_file(&path).unwrap();
         out
+    }
+
+    fn load(text: &str) -> Result<Outer> {
+        load_as(text)
     }
 
     #[test]
@@ -159,12 +164,7 @@ mod tests {
 
     #[test]
     fn a_task_table_naming_another_task_replaces_the_default_one() {
-        let path =
-            std::env::temp_dir().join(format!("r1-run-config-task-{}.toml", std::process::id()));
-        let read = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            load_toml::<WithTask>(&path)
-        };
+        let read = load_as::<WithTask>;
         // The default is arithmetic: its `digits` must not leak into countdown.
         let cfg = read("[task]\ntask = \"countdown\"\ntrain_size = 7\n").unwrap();
         assert_eq!(cfg.task.source.name(), "countdown");
@@ -172,7 +172,6 @@ mod tests {
         // The same task merges.
         let cfg = read("[task]\ntask = \"arithmetic\"\ndigits = 3\n").unwrap();
         assert_eq!(cfg.task.source.name(), "arithmetic");
-        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
