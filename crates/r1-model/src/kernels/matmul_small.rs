@@ -271,6 +271,9 @@ fn broadcast_with<const V: usize, const R: usize>(
 }
 
 #[cfg(target_arch = "x86_64")]
+const PREFETCH_HINT: i32 = std::arch::x86_64::_MM_HINT_T0;
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn broadcast_tile<const V: usize, const R: usize>(
     xt: *const f32,
@@ -283,7 +286,12 @@ unsafe fn broadcast_tile<const V: usize, const R: usize>(
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); V]; R];
+    // The next tile's rows of `W` (contiguous after this tile's `R` rows), a line at a
+    // time: hardware prefetchers alone left a 32-row decode step reading weights at
+    // ~5 GB/s of the ~13 this VM streams.
+    let next = w.wrapping_add(R * k);
     for p in 0..k {
+        _mm_prefetch::<PREFETCH_HINT>(next.wrapping_add(p * R) as *const i8);
         let xv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(xt.add(p * 16 * V + v * 16)));
         for r in 0..R {
             let b = _mm512_set1_ps(*w.add(r * k + p));
@@ -380,8 +388,13 @@ unsafe fn tile4x4_avx512(x: *const f32, w: *const f32, k: usize, kv: usize) -> [
     use std::arch::x86_64::*;
     let z = _mm512_setzero_ps();
     let mut a = [[z; 4]; 4];
+    // The next 4 rows of `W` (the next column tile), as in `broadcast_tile`.
+    let next = w.wrapping_add(4 * k);
     let mut p = 0;
     while p < kv {
+        for r in 0..4 {
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(r * k + p) as *const i8);
+        }
         let w0 = _mm512_loadu_ps(w.add(p));
         let w1 = _mm512_loadu_ps(w.add(k + p));
         let w2 = _mm512_loadu_ps(w.add(2 * k + p));
