@@ -3,6 +3,7 @@
 //! before top-k/top-p truncation — the same quantity the trainer recomputes, so GRPO's
 //! importance ratio is exactly 1 on-policy (TRL and vLLM report the same convention).
 
+use r1_model::kernels::exp::{sum_exp_shifted, FastExp};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -52,15 +53,16 @@ impl SamplingParams {
 pub fn sample_token<R: Rng>(logits: &[f32], p: &SamplingParams, rng: &mut R) -> (u32, f32) {
     let t = p.logprob_temperature() as f32;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // log Σ exp((z - max)/T), accumulated in f64 for a stable sum over 50k+ terms.
-    let sum: f64 = logits.iter().map(|&z| (((z - max) / t) as f64).exp()).sum();
+    // Σ exp((z - max)/T), vectorised (libm's f64 `exp`, a call per token, was 3 % of a
+    // batch-32 generation's samples).
+    let sum = sum_exp_shifted(logits, max, t);
     let lse = sum.ln() as f32;
     let logprob = |i: usize| (logits[i] - max) / t - lse;
     if p.temperature <= 0.0 {
         let best = argmax(logits);
         return (best as u32, logprob(best));
     }
-    let prob = |i: usize| (((logits[i] - max) / t) as f64).exp();
+    let prob = |i: usize| ((logits[i] - max) / t).fast_exp() as f64;
     let filtered = p.top_k > 0 || p.top_p < 1.0;
     let tok = if !filtered {
         let mut u = rng.gen::<f64>() * sum;
@@ -74,7 +76,7 @@ pub fn sample_token<R: Rng>(logits: &[f32], p: &SamplingParams, rng: &mut R) -> 
         }
         chosen
     } else {
-        let cands = nucleus(logits, p, &prob, sum);
+        let cands = nucleus(logits, p, &prob, sum, max - t * NUCLEUS_WINDOW);
         let total: f64 = cands.iter().map(|&i| prob(i)).sum();
         let mut u = rng.gen::<f64>() * total;
         let mut chosen = *cands.last().expect("nucleus is never empty");
@@ -90,6 +92,10 @@ pub fn sample_token<R: Rng>(logits: &[f32], p: &SamplingParams, rng: &mut R) -> 
     (tok as u32, logprob(tok))
 }
 
+/// Tempered log-probabilities below the best token's by more than this are not
+/// candidates for top-p's first try (e^-12 ≈ 6e-6 of the best token's probability).
+const NUCLEUS_WINDOW: f32 = 12.0;
+
 fn argmax(x: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in x.iter().enumerate() {
@@ -101,20 +107,33 @@ fn argmax(x: &[f32]) -> usize {
 }
 
 /// The candidate tokens after top-k and top-p, most likely first. Avoids sorting the
-/// whole vocabulary: partition out the top `k` (or a first guess of 256 for top-p) and
-/// sort only those, widening only if their mass does not reach `top_p`.
+/// whole vocabulary. For top-p alone, first the tokens with logits at or above
+/// `cutoff`: they are a prefix of the vocabulary sorted by logit, so if their mass
+/// reaches `top_p` the nucleus lies within them (one vectorised pass picks them, where
+/// partitioning an index of all 49k tokens was 1.5 % of a generation's samples).
+/// Otherwise, partition out the top `k` (or a first guess of 256 for top-p) and sort
+/// only those, widening until their mass reaches `top_p`.
 fn nucleus(
     logits: &[f32],
     p: &SamplingParams,
     prob: &dyn Fn(usize) -> f64,
     sum: f64,
+    cutoff: f32,
 ) -> Vec<usize> {
     let n = logits.len();
+    let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
+    if p.top_k == 0 && p.top_p < 1.0 {
+        let mut idx: Vec<usize> = (0..n).filter(|&i| logits[i] >= cutoff).collect();
+        idx.sort_unstable_by(by_logit);
+        if let Some(end) = nucleus_end(&idx, prob, sum, p.top_p) {
+            idx.truncate(end);
+            return idx;
+        }
+    }
     let limit = if p.top_k > 0 { p.top_k.min(n) } else { n };
     let mut guess = if p.top_p < 1.0 { limit.min(256) } else { limit };
     loop {
         let mut idx: Vec<usize> = (0..n).collect();
-        let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
         if guess < n {
             idx.select_nth_unstable_by(guess - 1, by_logit);
             idx.truncate(guess);
@@ -123,19 +142,33 @@ fn nucleus(
         if p.top_p >= 1.0 {
             return idx;
         }
-        let mut cum = 0.0;
-        for (j, &i) in idx.iter().enumerate() {
-            cum += prob(i) / sum;
-            if cum >= p.top_p {
-                idx.truncate(j + 1);
-                return idx;
-            }
+        if let Some(end) = nucleus_end(&idx, prob, sum, p.top_p) {
+            idx.truncate(end);
+            return idx;
         }
         if guess >= limit {
             return idx;
         }
         guess = (guess * 8).min(limit);
     }
+}
+
+/// How many of `sorted` (most likely first) it takes for their probability to reach
+/// `top_p`; `None` if all of them do not.
+fn nucleus_end(
+    sorted: &[usize],
+    prob: &dyn Fn(usize) -> f64,
+    sum: f64,
+    top_p: f64,
+) -> Option<usize> {
+    let mut cum = 0.0;
+    for (j, &i) in sorted.iter().enumerate() {
+        cum += prob(i) / sum;
+        if cum >= top_p {
+            return Some(j + 1);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -172,6 +205,51 @@ mod tests {
             let t = sample_token(&logits, &params(1.0, 0.5, 0), &mut rng).0;
             assert!(t == 1 || t == 2, "sampled {t}");
         }
+    }
+
+    /// The nucleus by its definition: the most likely tokens first, as few as reach
+    /// `top_p`.
+    fn check_nucleus(logits: &[f32], t: f32, top_p: f64) {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let prob = |i: usize| (((logits[i] - max) / t) as f64).exp();
+        let sum: f64 = (0..logits.len()).map(prob).sum();
+        let p = params(t as f64, top_p, 0);
+        let got = nucleus(logits, &p, &prob, sum, max - t * NUCLEUS_WINDOW);
+        assert!(
+            got.windows(2).all(|w| logits[w[0]] >= logits[w[1]]),
+            "not sorted"
+        );
+        let mut chosen = vec![false; logits.len()];
+        got.iter().for_each(|&i| chosen[i] = true);
+        let least = got.iter().map(|&i| logits[i]).fold(f32::INFINITY, f32::min);
+        let left = (0..logits.len()).filter(|&i| !chosen[i]);
+        assert!(
+            left.map(|i| logits[i]).all(|z| z <= least),
+            "skipped a likelier token"
+        );
+        let mass: f64 = got.iter().map(|&i| prob(i)).sum::<f64>() / sum;
+        let last = prob(*got.last().unwrap()) / sum;
+        assert!(
+            mass >= top_p - 1e-9 && mass - last < top_p,
+            "mass {mass} for {top_p}"
+        );
+    }
+
+    #[test]
+    fn top_p_keeps_the_fewest_likeliest_tokens_whether_or_not_the_first_window_suffices() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for spread in [0.5f32, 3.0, 10.0] {
+            let logits: Vec<f32> = (0..5000).map(|_| rng.gen::<f32>() * spread * 4.0).collect();
+            for top_p in [0.5, 0.9, 0.95, 0.999] {
+                check_nucleus(&logits, 0.7, top_p);
+            }
+        }
+        // One token far ahead of a long flat tail: the window holds that token alone,
+        // with ~82 % of the mass, so top-p 0.9 must widen past it into the tail.
+        let mut logits = vec![0f32; 100_000];
+        logits[7] = 13.0;
+        check_nucleus(&logits, 1.0, 0.9);
+        check_nucleus(&logits, 1.0, 0.5);
     }
 
     #[test]
