@@ -287,14 +287,19 @@ fn several_weights_in_one_call_match_separate_products() {
 #[test]
 fn decode_attention_matches_the_gemm_path() {
     use r1_model::kernels::attention_decode::attention;
-    // 2 rows, 6 query heads over 2 KV heads, 3 new positions after 5 cached ones, the
-    // keys a strided view of a larger cache as in decoding, row 1 left-padded by 2.
-    let (b, nh, nkv, t, past, d) = (2, 6, 2, 3, 5, 16);
-    let s = past + t;
-    for dtype in [DType::F32, DType::F64] {
+    // 2 rows, 6 query heads over 2 KV heads, 3 new positions after 5 (then 37) cached
+    // ones, the keys a strided view of a larger cache as in decoding, row 1 left-padded
+    // by 2. At 40 positions f32 runs two blocks of 16 keys and a tail of 8 by AVX-512.
+    let (b, nh, nkv, t) = (2, 6, 2, 3);
+    for (dtype, past, d) in [
+        (DType::F32, 5, 16),
+        (DType::F64, 5, 16),
+        (DType::F32, 37, 64),
+    ] {
+        let s = past + t;
         let q = randn(&[b, nh, t, d], 1, dtype);
-        let kc = randn(&[b, nkv, 12, d], 2, dtype);
-        let vc = randn(&[b, nkv, 12, d], 3, dtype);
+        let kc = randn(&[b, nkv, s + 4, d], 2, dtype);
+        let vc = randn(&[b, nkv, s + 4, d], 3, dtype);
         let (k, v) = (kc.narrow(2, 0, s).unwrap(), vc.narrow(2, 0, s).unwrap());
         let mask = causal_mask(&[0, 2], past, t, &Device::Cpu)
             .unwrap()
