@@ -270,18 +270,95 @@ unsafe fn weighted_values_f32_avx512(
     d: usize,
     o: &mut [f32],
 ) {
+    // Output rows in groups whose accumulators (rows × d/16 vectors) fit in registers,
+    // so each value row is loaded once for the whole group (a decode step's KV group
+    // has 3 query heads) instead of once per row.
+    match d / 16 {
+        4 => value_rows::<4, 3>(p, v, vs, s, o),
+        8 => value_rows::<8, 2>(p, v, vs, s, o),
+        2 => value_rows::<2, 6>(p, v, vs, s, o),
+        1 => value_rows::<1, 8>(p, v, vs, s, o),
+        _ => value_rows_any(p, v, vs, s, d, o),
+    }
+}
+
+/// Rows of `o` (`CH` vectors each) in groups of `R`, then one at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn value_rows<const CH: usize, const R: usize>(
+    p: &[f32],
+    v: &[f32],
+    vs: usize,
+    s: usize,
+    o: &mut [f32],
+) {
+    let rows = o.len() / (16 * CH);
+    let mut qi = 0;
+    while qi + R <= rows {
+        value_group::<CH, R>(p, v, vs, s, o, qi);
+        qi += R;
+    }
+    while qi < rows {
+        value_group::<CH, 1>(p, v, vs, s, o, qi);
+        qi += 1;
+    }
+}
+
+/// Output rows `q0..q0 + R`: every key's value row is loaded once and added to all
+/// `R` rows with their weights; keys masked for all of them are skipped.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn value_group<const CH: usize, const R: usize>(
+    p: &[f32],
+    v: &[f32],
+    vs: usize,
+    s: usize,
+    o: &mut [f32],
+    q0: usize,
+) {
+    use std::arch::x86_64::*;
+    let d = 16 * CH;
+    let mut acc = [[_mm512_setzero_ps(); CH]; R];
+    for j in 0..s {
+        let mut w = [0f32; R];
+        for (r, x) in w.iter_mut().enumerate() {
+            *x = *p.get_unchecked((q0 + r) * s + j);
+        }
+        if w.iter().all(|&x| x == 0.0) {
+            continue;
+        }
+        let vr = v.as_ptr().add(j * vs);
+        let mut vv = [_mm512_setzero_ps(); CH];
+        for (c, x) in vv.iter_mut().enumerate() {
+            *x = _mm512_loadu_ps(vr.add(c * 16));
+        }
+        for r in 0..R {
+            let b = _mm512_set1_ps(w[r]);
+            for c in 0..CH {
+                acc[r][c] = _mm512_fmadd_ps(b, vv[c], acc[r][c]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (c, a) in row.iter().enumerate() {
+            _mm512_storeu_ps(o.as_mut_ptr().add((q0 + r) * d + c * 16), *a);
+        }
+    }
+}
+
+/// Any head size that is a multiple of 16 up to 128, one output row at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn value_rows_any(p: &[f32], v: &[f32], vs: usize, s: usize, d: usize, o: &mut [f32]) {
     use std::arch::x86_64::*;
     let (rows, chunks) = (o.len() / d, d / 16);
     for qi in 0..rows {
-        // One output row's `d ≤ 128` floats live in registers across all keys.
         let mut acc = [_mm512_setzero_ps(); 8];
-        let pr = &p[qi * s..(qi + 1) * s];
-        for (j, &w) in pr.iter().enumerate() {
+        for (j, &w) in p[qi * s..(qi + 1) * s].iter().enumerate() {
             if w == 0.0 {
                 continue;
             }
-            let wv = _mm512_set1_ps(w);
-            let vr = v.as_ptr().add(j * vs);
+            let (wv, vr) = (_mm512_set1_ps(w), v.as_ptr().add(j * vs));
             for (c, a) in acc[..chunks].iter_mut().enumerate() {
                 *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(vr.add(c * 16)), *a);
             }
