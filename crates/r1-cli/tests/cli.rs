@@ -232,9 +232,7 @@ fn default_model_answers_simple_questions_greedily() {
 fn a_stage_table_in_a_config_keeps_the_stages_other_defaults() {
     // Stage 3's SFT defaults to two epochs (not SftConfig's three); setting only its
     // learning rate must not reset them.
-    let dir = std::env::temp_dir().join(format!("r1-cli-nested-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("pipeline.toml");
+    let cfg = std::env::temp_dir().join(format!("r1-cli-nested-{}.toml", std::process::id()));
     std::fs::write(
         &cfg,
         "[cold_start]\ndata = \"cold.jsonl\"\n[rejection.sft]\nlearning_rate = 3e-5\n",
@@ -251,5 +249,5 @@ fn a_stage_table_in_a_config_keeps_the_stages_other_defaults() {
     let sft = &printed["rejection"]["sft"];
     assert_eq!(sft["learning_rate"].as_float(), Some(3e-5));
     assert_eq!(sft["num_train_epochs"].as_float(), Some(2.0));
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&cfg).unwrap();
 }

@@ -102,10 +102,7 @@ impl Linear {
         x: &Tensor,
         mode: Mode,
     ) -> Result<[Tensor; N]> {
-        let dims = x.dims().to_vec();
-        let last = *dims.last().expect("linear input has a last dim");
-        let rows = x.elem_count() / last;
-        let flat = x.reshape((rows, last))?;
+        let (flat, dims) = flatten_rows(x)?;
         if !fits_small_kernel(&flat, mode) || layers.iter().any(|l| l.weight.dtype() != DType::F32)
         {
             let mut out = Vec::with_capacity(N);
@@ -118,13 +115,7 @@ impl Linear {
         let ys = kernels::matmul_small::matmul_wt_many(&flat, &weights)?;
         let mut out = Vec::with_capacity(N);
         for (l, y) in layers.iter().zip(ys) {
-            let y = match &l.bias {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            };
-            let mut shape = dims.clone();
-            *shape.last_mut().unwrap() = l.weight.dim(0)?;
-            let y = y.reshape(shape)?;
+            let y = l.bias_and_shape(y, &dims)?;
             out.push(l.add_lora(x, y, mode)?);
         }
         Ok(out.try_into().expect("N outputs"))
@@ -137,31 +128,35 @@ impl Linear {
             Mode::Train if l.dropout > 0.0 => seeded_dropout(x, l.dropout, l.seed.get())?,
             _ => x.clone(),
         };
-        let dims = x.dims().to_vec();
-        let last = *dims.last().expect("linear input has a last dim");
-        let rows = x.elem_count() / last;
-        let delta = x
-            .reshape((rows, last))?
-            .matmul(&l.a.t()?)?
-            .matmul(&l.b.t()?)?;
+        let delta = flatten_rows(&x)?.0.matmul(&l.a.t()?)?.matmul(&l.b.t()?)?;
         let delta = (delta * l.scale)?.reshape(y.shape())?;
         y + delta
     }
 
     fn dense(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        // Flatten to 2-D so one GEMM runs at full batch size.
-        let dims = x.dims().to_vec();
-        let last = *dims.last().expect("linear input has a last dim");
-        let rows = x.elem_count() / last;
-        let y = project(&x.reshape((rows, last))?, &self.weight, mode)?;
+        let (flat, dims) = flatten_rows(x)?;
+        self.bias_and_shape(project(&flat, &self.weight, mode)?, &dims)
+    }
+
+    /// The 2-D product `y` `[rows, out]` plus the bias, shaped like the input `dims`
+    /// with its last dimension now `out`.
+    fn bias_and_shape(&self, y: Tensor, dims: &[usize]) -> Result<Tensor> {
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
-        let mut out = dims;
-        *out.last_mut().unwrap() = self.weight.dim(0)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("linear input has a last dim") = self.weight.dim(0)?;
         y.reshape(out)
     }
+}
+
+/// `x` flattened to `[rows, last]`, so one product runs at full batch size, with its
+/// original dims.
+fn flatten_rows(x: &Tensor) -> Result<(Tensor, Vec<usize>)> {
+    let dims = x.dims().to_vec();
+    let last = *dims.last().expect("linear input has a last dim");
+    Ok((x.reshape((x.elem_count() / last, last))?, dims))
 }
 
 /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`. Sampling's few-row products (decode

@@ -295,7 +295,7 @@ fn decode_attention_matches_the_gemm_path() {
         (DType::F32, 5, 16),
         (DType::F64, 5, 16),
         (DType::F32, 37, 64),
-        // Head size 48 takes the AVX-512 path for sizes without a specialised kernel.
+        // Head size 48: three vectors per row, four rows per group.
         (DType::F32, 20, 48),
     ] {
         let s = past + t;

@@ -270,15 +270,19 @@ unsafe fn weighted_values_f32_avx512(
     d: usize,
     o: &mut [f32],
 ) {
-    // Output rows in groups whose accumulators (rows × d/16 vectors) fit in registers,
-    // so each value row is loaded once for the whole group (a decode step's KV group
-    // has 3 query heads) instead of once per row.
+    // Output rows in groups whose accumulators (rows × d/16 vectors, at most 24 of the
+    // 32 registers) stay in registers, so each value row is loaded once for the whole
+    // group (a decode step's KV group has 3 query heads at SmolLM2's head size 64)
+    // instead of once per row.
     match d / 16 {
-        4 => value_rows::<4, 3>(p, v, vs, s, o),
-        8 => value_rows::<8, 2>(p, v, vs, s, o),
-        2 => value_rows::<2, 6>(p, v, vs, s, o),
         1 => value_rows::<1, 8>(p, v, vs, s, o),
-        _ => value_rows_any(p, v, vs, s, d, o),
+        2 => value_rows::<2, 6>(p, v, vs, s, o),
+        3 => value_rows::<3, 4>(p, v, vs, s, o),
+        4 => value_rows::<4, 3>(p, v, vs, s, o),
+        5 => value_rows::<5, 2>(p, v, vs, s, o),
+        6 => value_rows::<6, 2>(p, v, vs, s, o),
+        7 => value_rows::<7, 2>(p, v, vs, s, o),
+        _ => value_rows::<8, 2>(p, v, vs, s, o),
     }
 }
 
@@ -342,29 +346,6 @@ unsafe fn value_group<const CH: usize, const R: usize>(
     for (r, row) in acc.iter().enumerate() {
         for (c, a) in row.iter().enumerate() {
             _mm512_storeu_ps(o.as_mut_ptr().add((q0 + r) * d + c * 16), *a);
-        }
-    }
-}
-
-/// Any head size that is a multiple of 16 up to 128, one output row at a time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn value_rows_any(p: &[f32], v: &[f32], vs: usize, s: usize, d: usize, o: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let (rows, chunks) = (o.len() / d, d / 16);
-    for qi in 0..rows {
-        let mut acc = [_mm512_setzero_ps(); 8];
-        for (j, &w) in p[qi * s..(qi + 1) * s].iter().enumerate() {
-            if w == 0.0 {
-                continue;
-            }
-            let (wv, vr) = (_mm512_set1_ps(w), v.as_ptr().add(j * vs));
-            for (c, a) in acc[..chunks].iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(vr.add(c * 16)), *a);
-            }
-        }
-        for (c, a) in acc[..chunks].iter().enumerate() {
-            _mm512_storeu_ps(o.as_mut_ptr().add(qi * d + c * 16), *a);
         }
     }
 }
