@@ -166,7 +166,18 @@ pub fn project(x: &Tensor, w: &Tensor, mode: Mode) -> Result<Tensor> {
     if fits_small_kernel(x, mode) && w.dtype() == DType::F32 {
         return kernels::matmul_small::matmul_wt(x, w);
     }
-    x.matmul(&w.t()?)
+    gemm_operand(x)?.matmul(&w.t()?)
+}
+
+/// `x` as a left matmul operand. candle's GPU matmul takes only rows that are adjacent
+/// in memory, so a view that skips (each sequence's last position, say) is copied
+/// first; the CPU GEMM reads any strides and gets `x` itself.
+pub fn gemm_operand(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        Ok(x.clone())
+    } else {
+        x.contiguous()
+    }
 }
 
 /// Whether [`project`] runs `x` `[rows, k]` (f32 weights assumed) on the streaming kernel.
@@ -183,11 +194,11 @@ fn fits_small_kernel(x: &Tensor, mode: Mode) -> bool {
 /// (measured on the SmolLM2 shapes: 2–8× faster at 8 rows, 1.3–4× at 32, even at 64).
 pub const SMALL_ROWS: usize = 32;
 
-/// RMSNorm over the last dimension. f32/f64 on the CPU run the fused kernel (with its
-/// own backward pass) in both modes; elsewhere sampling uses candle's fused op and
-/// training the differentiable composite.
+/// RMSNorm over the last dimension. f32/f64 on the CPU and f32/bf16 on a GPU run the
+/// fused kernel (with its own backward pass) in both modes; other dtypes sample with
+/// candle's fused op and train with the differentiable composite.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
-    if kernels::supported(x) {
+    if kernels::fused_supported(x) {
         return kernels::rms_norm::rms_norm(x, weight, eps);
     }
     match mode {
@@ -216,7 +227,7 @@ pub fn rope_heads(
     sin: &Tensor,
     mode: Mode,
 ) -> Result<Tensor> {
-    if kernels::supported(x) {
+    if kernels::fused_supported(x) {
         return kernels::rope::rope_split_heads(x, cos, sin, heads);
     }
     let (b, t, _) = x.dims3()?;
@@ -248,7 +259,7 @@ pub fn attention_probs(
     scale: f64,
     mode: Mode,
 ) -> Result<Tensor> {
-    if kernels::supported(scores) {
+    if kernels::fused_supported(scores) {
         return kernels::softmax::scaled_masked_softmax(scores, mask, scale);
     }
     match mode {
@@ -289,9 +300,9 @@ pub fn attention_logits_composite(
     }
 }
 
-/// `silu(gate) ⊙ up`, fused on the CPU.
+/// `silu(gate) ⊙ up`, fused on the CPU and on a GPU.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    if kernels::supported(gate) {
+    if kernels::fused_supported(gate) {
         return kernels::swiglu::swiglu(gate, up);
     }
     // candle's unary silu records its backward pass, so one path serves both modes.

@@ -46,7 +46,7 @@ pub fn token_logprobs_no_grad(
         )?
         .0);
     }
-    let hidden = hidden.detach();
+    let hidden = crate::layers::gemm_operand(&hidden.detach())?;
     let w = lm_head.detach();
     let n = hidden.dim(0)?;
     let inv_t = 1.0 / temperature;
@@ -193,7 +193,7 @@ impl CustomOp2 for ChunkedLogprobGrad {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let hidden = hidden.detach();
+        let hidden = crate::layers::gemm_operand(&hidden.detach())?;
         let w = w.detach();
         let grad = grad.detach();
         let n = hidden.dim(0)?;

@@ -155,6 +155,36 @@ impl CustomOp2 for CheckpointedBlock {
         }
     }
 
+    // On the GPU the input's device buffer becomes a tensor again (one device-side copy),
+    // the block runs without a graph, and its output's buffer is handed back.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        // `checkpointed_block` hands the GPU path inputs that start at offset 0, so the
+        // cloned buffer's first `elem_count` elements are exactly the input.
+        if !l.is_contiguous() || l.start_offset() != 0 {
+            candle_core::bail!("checkpointed block: GPU input must be contiguous from offset 0");
+        }
+        let x = Tensor::from_storage(
+            Storage::Cuda(s.try_clone(l)?),
+            l.shape().clone(),
+            candle_core::op::BackpropOp::none(),
+            false,
+        );
+        let y = compact(self.run(&detached(&self.block), &x)?)?;
+        let (storage, layout) = y.storage_and_layout();
+        match &*storage {
+            Storage::Cuda(c) => Ok((c.try_clone(layout)?, layout.shape().clone())),
+            _ => candle_core::bail!("checkpointed block: output not on the GPU"),
+        }
+    }
+
     fn bwd(
         &self,
         arg: &Tensor,
@@ -175,8 +205,18 @@ impl CustomOp2 for CheckpointedBlock {
     }
 }
 
-/// Runs `block` on `x` as a checkpointed op (CPU, f32/f64, and only when the block has
-/// a trainable tensor; otherwise it runs normally).
+/// `x` as a contiguous tensor whose elements start at its buffer's first element (a
+/// fresh copy only when it is a view into a larger buffer).
+fn compact(x: Tensor) -> Result<Tensor> {
+    if x.is_contiguous() && x.layout().start_offset() == 0 {
+        Ok(x)
+    } else {
+        x.affine(1.0, 0.0)
+    }
+}
+
+/// Runs `block` on `x` as a checkpointed op (CPU in f32/f64, or a GPU, and only when the
+/// block has a trainable tensor; otherwise it runs normally).
 pub(crate) fn checkpointed_block(
     cfg: &ModelConfig,
     layer: usize,
@@ -189,9 +229,9 @@ pub(crate) fn checkpointed_block(
         .into_iter()
         .find(|w| w.is_variable())
         .cloned();
-    let Some(anchor) =
-        anchor.filter(|_| x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64))
-    else {
+    let on_cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    let on_gpu = cfg!(feature = "cuda") && x.device().is_cuda();
+    let Some(anchor) = anchor.filter(|_| on_cpu || on_gpu) else {
         let none: Option<&mut KvCache> = None;
         return block_forward(cfg, layer, block, x, input, none, Mode::Train);
     };
@@ -202,5 +242,5 @@ pub(crate) fn checkpointed_block(
         input: input.detached()?,
         sink: sink.clone(),
     };
-    x.contiguous()?.apply_op2(&anchor, op)
+    compact(x.contiguous()?)?.apply_op2(&anchor, op)
 }

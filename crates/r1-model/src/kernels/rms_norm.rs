@@ -88,6 +88,18 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
     (dx, dw)
 }
 
+fn check_weight(x: &Layout, w: &Layout) -> Result<()> {
+    let h = w.shape().elem_count();
+    if x.shape().dims().last() != Some(&h) {
+        bail!(
+            "rms_norm: weight {:?} does not fit input {:?}",
+            w.shape(),
+            x.shape()
+        );
+    }
+    Ok(())
+}
+
 impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "r1-rms-norm"
@@ -100,14 +112,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let h = l2.shape().elem_count();
-        if l1.shape().dims().last() != Some(&h) {
-            bail!(
-                "rms_norm: weight {:?} does not fit input {:?}",
-                l2.shape(),
-                l1.shape()
-            );
-        }
+        check_weight(l1, l2)?;
         let y = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
                 CpuStorage::F32(forward(slice(s1, l1)?, slice(s2, l2)?, self.eps))
@@ -120,6 +125,19 @@ impl CustomOp2 for RmsNorm {
         Ok((y, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        check_weight(l1, l2)?;
+        let y = super::cuda::rms_norm_fwd(s1, l1, s2, l2, self.eps)?;
+        Ok((y, l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -127,6 +145,11 @@ impl CustomOp2 for RmsNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let (dx, dw) = super::cuda::rms_norm_bwd(x, w, g, self.eps)?;
+            return Ok((Some(dx), w.track_op().then_some(dw)));
+        }
         fn run<T: Real>(
             x: &Tensor,
             w: &Tensor,

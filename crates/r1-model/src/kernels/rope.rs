@@ -130,7 +130,30 @@ impl CustomOp1 for Rope {
         Ok((out, Shape::from((b, h, t, d))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (b, t, h, d) = self.dims(l.shape().dims());
+        let out = super::cuda::rope(s, l, &self.cos, &self.sin, (b, t, h, d), false)?;
+        Ok((out, Shape::from((b, h, t, d))))
+    }
+
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let dims = self.dims(x.dims());
+            return Ok(Some(super::cuda::rope_tensor(
+                g,
+                &self.cos,
+                &self.sin,
+                dims,
+                true,
+                x.shape(),
+            )?));
+        }
         fn run<T: Real>(op: &Rope, x: &Tensor, g: &Tensor) -> Result<Tensor> {
             let dims = op.dims(x.dims());
             let dx = with_data::<T, _>(g, |gs| {

@@ -119,7 +119,21 @@ impl CustomOp1 for MaskedSoftmax {
         Ok((p, l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let p = super::cuda::softmax_fwd(s, l, self.mask.as_ref(), self.scale)?;
+        Ok((p, l.shape().clone()))
+    }
+
     fn bwd(&self, x: &Tensor, p: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return Ok(Some(super::cuda::softmax_bwd(p, g, self.scale)?));
+        }
         fn run<T: Real>(x: &Tensor, p: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
             let s = x.dim(candle_core::D::Minus1)?;
             let dx = with_data::<T, _>(p, |ps| {

@@ -95,6 +95,17 @@ impl CustomOp2 for SwiGlu {
         Ok((h, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((super::cuda::swiglu_fwd(s1, l1, s2, l2)?, l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         g: &Tensor,
@@ -102,6 +113,11 @@ impl CustomOp2 for SwiGlu {
         _h: &Tensor,
         dh: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if g.device().is_cuda() {
+            let (dg, du) = super::cuda::swiglu_bwd(g, u, dh)?;
+            return Ok((Some(dg), Some(du)));
+        }
         fn run<T: Real>(
             g: &Tensor,
             u: &Tensor,
