@@ -49,16 +49,9 @@ pub fn save(run_dir: &Path, policy: &Trainable, opt: &AdamW, state: &TrainerStat
     policy.save(&tmp.join("model"))?;
     let mut moments: HashMap<String, Tensor> = HashMap::new();
     for (name, st) in policy.names.iter().zip(&opt.state) {
-        let st = st.lock().unwrap();
-        if !st.m.is_empty() {
-            moments.insert(
-                format!("m.{name}"),
-                Tensor::from_slice(&st.m, st.m.len(), &Device::Cpu)?,
-            );
-            moments.insert(
-                format!("v.{name}"),
-                Tensor::from_slice(&st.v, st.v.len(), &Device::Cpu)?,
-            );
+        if let Some((m, v)) = st.lock().unwrap().to_host()? {
+            moments.insert(format!("m.{name}"), m);
+            moments.insert(format!("v.{name}"), v);
         }
     }
     candle_core::safetensors::save(&moments, tmp.join("optimizer.safetensors"))?;
@@ -159,6 +152,7 @@ pub fn load_optimizer(
             *slot.lock().unwrap() = Moments {
                 m: m.to_vec1()?,
                 v: v.to_vec1()?,
+                on_device: None,
             };
         }
     }

@@ -53,11 +53,34 @@ impl Default for AdamWConfig {
     }
 }
 
-/// First and second moments of one parameter, kept as host vectors on CPU.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// First and second moments of one parameter: host vectors on the CPU; on a GPU, f32
+/// tensors that stay on the device (`m`/`v` then only hold a resumed checkpoint's
+/// moments until the first step uploads them).
+#[derive(Debug, Clone, Default)]
 pub struct Moments {
     pub m: Vec<f32>,
     pub v: Vec<f32>,
+    pub on_device: Option<(Tensor, Tensor)>,
+}
+
+impl Moments {
+    /// The moments as host tensors (for a checkpoint), or None before the first step.
+    pub fn to_host(&self) -> Result<Option<(Tensor, Tensor)>> {
+        let cpu = candle_core::Device::Cpu;
+        if let Some((m, v)) = &self.on_device {
+            return Ok(Some((
+                m.flatten_all()?.to_device(&cpu)?,
+                v.flatten_all()?.to_device(&cpu)?,
+            )));
+        }
+        if self.m.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            Tensor::from_slice(&self.m, self.m.len(), &cpu)?,
+            Tensor::from_slice(&self.v, self.v.len(), &cpu)?,
+        )))
+    }
 }
 
 pub struct AdamW {
@@ -115,7 +138,7 @@ impl InplaceOp2 for FusedStep<'_> {
             st.m = vec![0.0; p.len()];
             st.v = vec![0.0; p.len()];
         }
-        let Moments { m, v } = &mut *st;
+        let Moments { m, v, .. } = &mut *st;
         const CHUNK: usize = 1 << 14;
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
@@ -258,8 +281,19 @@ impl AdamW {
     /// Global L2 norm of the gradients present.
     pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
         let mut sq = 0f64;
+        // Off the CPU each gradient's Σx² stays on its device and one sum comes back,
+        // instead of one host round trip per parameter.
+        let mut on_device: Vec<Tensor> = Vec::new();
         for g in grads.iter().flatten() {
-            sq += sum_of_squares(g)?;
+            if g.device().is_cpu() {
+                sq += sum_of_squares(g)?;
+            } else {
+                on_device.push(g.to_dtype(candle_core::DType::F32)?.sqr()?.sum_all()?);
+            }
+        }
+        if !on_device.is_empty() {
+            let s = Tensor::stack(&on_device, 0)?.to_dtype(candle_core::DType::F64)?;
+            sq += s.sum_all()?.to_scalar::<f64>()?;
         }
         Ok(sq.sqrt())
     }
@@ -306,6 +340,8 @@ impl AdamW {
                     bc2: bc2 as f32,
                 };
                 var.as_tensor().inplace_op2(&g, &op)?;
+            } else if var.device().is_cuda() && r1_model::kernels::fused_supported(var) {
+                self.step_gpu(i, var, &g, lr, scale, bc1, bc2)?;
             } else {
                 self.step_tensor_ops(i, var, &g, lr, scale, bc1, bc2)?;
             }
@@ -316,7 +352,67 @@ impl AdamW {
         })
     }
 
-    /// Device-agnostic fallback (GPU, half precision): moments kept on the host.
+    /// The f32 moments of parameter `i` on `var`'s device: kept there after the first
+    /// step, uploaded once from a resumed checkpoint, zeros at the start.
+    fn device_moments(&self, i: usize, var: &Var) -> Result<(Tensor, Tensor)> {
+        let mut st = self.state[i].lock().unwrap();
+        let (dev, shape) = (var.device(), var.shape());
+        let mv = match st.on_device.take() {
+            Some(mv) => mv,
+            None if st.m.len() == var.elem_count() => (
+                Tensor::from_slice(&st.m, shape, dev)?,
+                Tensor::from_slice(&st.v, shape, dev)?,
+            ),
+            None => (
+                Tensor::zeros(shape, candle_core::DType::F32, dev)?,
+                Tensor::zeros(shape, candle_core::DType::F32, dev)?,
+            ),
+        };
+        st.m = Vec::new();
+        st.v = Vec::new();
+        st.on_device = Some(mv.clone());
+        Ok(mv)
+    }
+
+    /// One fused AdamW kernel per parameter on the GPU, in place (`kernels::cuda`).
+    #[allow(clippy::too_many_arguments, unused_variables)]
+    fn step_gpu(
+        &self,
+        i: usize,
+        var: &Var,
+        g: &Tensor,
+        lr: f64,
+        scale: f64,
+        bc1: f64,
+        bc2: f64,
+    ) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        {
+            let (m, v) = self.device_moments(i, var)?;
+            let c = &self.cfg;
+            let op = gpu::FusedStep {
+                m: &m,
+                v: &v,
+                k: r1_model::kernels::cuda::AdamWStep {
+                    lr: lr as f32,
+                    beta1: c.beta1 as f32,
+                    beta2: c.beta2 as f32,
+                    eps: c.eps as f32,
+                    weight_decay: c.weight_decay as f32,
+                    scale: scale as f32,
+                    bc1: bc1 as f32,
+                    bc2: bc2 as f32,
+                },
+            };
+            var.as_tensor().inplace_op2(g, &op)?;
+            Ok(())
+        }
+        #[cfg(not(feature = "cuda"))]
+        anyhow::bail!("a GPU parameter in a build without the `cuda` feature")
+    }
+
+    /// Device-agnostic path (GPU, half precision): f32 moments kept on the parameter's
+    /// device, so a step moves nothing between host and device.
     #[allow(clippy::too_many_arguments)]
     fn step_tensor_ops(
         &self,
@@ -329,27 +425,56 @@ impl AdamW {
         bc2: f64,
     ) -> Result<()> {
         let c = &self.cfg;
-        let dev = var.device();
         let dtype = var.dtype();
-        let shape = var.shape().clone();
-        let mut st = self.state[i].lock().unwrap();
-        let n = var.elem_count();
-        if st.m.len() != n {
-            st.m = vec![0.0; n];
-            st.v = vec![0.0; n];
-        }
-        let g = (g.to_dtype(candle_core::DType::F32)? * scale)?;
-        let m = Tensor::from_slice(&st.m, shape.clone(), dev)?;
-        let v = Tensor::from_slice(&st.v, shape.clone(), dev)?;
+        let f32 = candle_core::DType::F32;
+        let (m, v) = self.device_moments(i, var)?;
+        let g = (g.to_dtype(f32)? * scale)?;
         let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
         let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-        let p = var.as_tensor().to_dtype(candle_core::DType::F32)?;
+        let p = var.as_tensor().to_dtype(f32)?;
         let upd = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
         let p = (&p - ((upd + (&p * c.weight_decay)?)? * lr)?)?;
         var.set(&p.to_dtype(dtype)?)?;
-        st.m = m.flatten_all()?.to_vec1()?;
-        st.v = v.flatten_all()?.to_vec1()?;
+        self.state[i].lock().unwrap().on_device = Some((m, v));
         Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::{CpuStorage, CudaStorage, InplaceOp2, Layout, Tensor};
+
+    /// AdamW on a GPU parameter's storage, in place, with moments `m`, `v`.
+    pub struct FusedStep<'a> {
+        pub m: &'a Tensor,
+        pub v: &'a Tensor,
+        pub k: r1_model::kernels::cuda::AdamWStep,
+    }
+
+    impl InplaceOp2 for FusedStep<'_> {
+        fn name(&self) -> &'static str {
+            "r1-adamw-gpu"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &mut CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<()> {
+            candle_core::bail!("r1-adamw-gpu: the parameter is not on the GPU")
+        }
+
+        fn cuda_fwd(
+            &self,
+            p: &mut CudaStorage,
+            pl: &Layout,
+            g: &CudaStorage,
+            gl: &Layout,
+        ) -> candle_core::Result<()> {
+            r1_model::kernels::cuda::adamw(p, pl, g, gl, self.m, self.v, &self.k)
+        }
     }
 }
 
