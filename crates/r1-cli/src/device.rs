@@ -25,7 +25,7 @@ impl DeviceArgs {
                     .unwrap_or(0);
                 Device::new_cuda(ordinal).map_err(|e| {
                     anyhow::anyhow!(
-                        "--device {d}: {e} (build with `--features cuda` on a machine with a GPU)"
+                        "--device {d}: {e} (build r1 with `--features cuda`, see docs/gpu.md)"
                     )
                 })
             }

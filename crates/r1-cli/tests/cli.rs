@@ -157,6 +157,21 @@ fn bad_flags_and_prompt_files_are_named() {
         err.contains("unknown field `rewardz`"),
         "the reason was lost: {err}"
     );
+    // A device or dtype this build cannot use is named before any work starts.
+    let out = std::env::temp_dir().join(format!("r1-cli-device-{}", std::process::id()));
+    let out = out.to_str().unwrap();
+    let (code, _, err) = r1(&["zero", "--model", m, "--dtype", "f8", "--output", out]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--dtype") && err.contains("`f8`"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let (code, _, err) = r1(&["zero", "--model", m, "--device", "cuda", "--output", out]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("--device cuda") && err.contains("--features cuda"),
+            "{err}"
+        );
+    }
+    assert!(!Path::new(out).join("metrics.jsonl").exists());
 }
 
 #[test]

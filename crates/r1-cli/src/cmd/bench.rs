@@ -5,7 +5,7 @@
 
 use crate::device::DeviceArgs;
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use r1_model::scoring::completion_logprobs;
 use r1_model::{Message, Mode};
 use r1_rollout::{LocalEngine, RolloutEngine, SamplingParams};
@@ -165,10 +165,24 @@ pub fn run(a: Args) -> Result<()> {
         let trainable = Trainable::new(lm)?;
         let mut opt = AdamW::new(AdamWConfig::default(), trainable.vars.len());
         let (b, t) = (a.train_batch, a.train_seq);
+        // Token ids spread over the vocabulary (ids 100..40100 on SmolLM2's 49k; the
+        // whole vocabulary of a smaller model).
+        let vocab = trainable.cfg.vocab_size;
+        let (lo, span) = if vocab > 40100 {
+            (100, 40000)
+        } else {
+            (0, vocab)
+        };
         let ids: Vec<u32> = (0..b * t)
-            .map(|i| ((i * 2654435761usize) % 40000 + 100) as u32)
+            .map(|i| ((i * 2654435761usize) % span + lo) as u32)
             .collect();
         let mut times = vec![];
+        // Seconds since `t`, after the device has finished what was queued (GPU work is
+        // asynchronous; on the CPU this is a plain clock read).
+        let lap = |t: Instant| -> Result<f64> {
+            device.synchronize()?;
+            Ok(t.elapsed().as_secs_f64())
+        };
         for step in 0..=a.train_steps {
             let t0 = Instant::now();
             let mut model = trainable.train_model()?;
@@ -179,22 +193,22 @@ pub fn run(a: Args) -> Result<()> {
             let comps: Vec<&[u32]> = (0..b).map(|r| &ids[r * t + 1..(r + 1) * t]).collect();
             let s = completion_logprobs(&model, &prompts, &comps, 1.0, Mode::Train, false)?;
             let loss = (s.logprobs.sum_all()? * (-1.0 / (b * (t - 1)) as f64))?;
+            let fwd = lap(t0)?;
             let grads = model.backward(&loss)?;
+            let bwd = lap(t0)? - fwd;
             opt.step(
                 &trainable.vars,
                 &r1_train::optim::grads_of(&trainable.vars, &grads),
                 1e-5,
                 1.0,
             )?;
-            if let Device::Cuda(_) = device {
-                device.synchronize()?;
-            }
-            let secs = t0.elapsed().as_secs_f64();
+            let secs = lap(t0)?;
             let loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             println!(
-                "train step {step}{}: {secs:.2} s, {:.1} tokens/s, loss {loss:.3}",
+                "train step {step}{}: {secs:.2} s, {:.1} tokens/s, loss {loss:.3} (forward {fwd:.3} s, backward {bwd:.3} s, optimizer {:.3} s)",
                 if step == 0 { " (warm-up)" } else { "" },
-                (b * t) as f64 / secs
+                (b * t) as f64 / secs,
+                secs - fwd - bwd
             );
             if step > 0 {
                 times.push(secs);

@@ -141,6 +141,12 @@ pub struct Args {
     /// A JSONL dataset (`prompt`/`question` + `answer`/`solution`) instead of a built-in task.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (overrides the config's `device`).
+    #[arg(long)]
+    device: Option<String>,
+    /// f32, bf16 or f16 (overrides the config's `dtype`).
+    #[arg(long)]
+    dtype: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -160,6 +166,12 @@ fn effective_config(a: &Args) -> Result<ZeroConfig> {
     };
     if a.model.is_some() {
         cfg.model = a.model.clone();
+    }
+    if let Some(d) = &a.device {
+        cfg.device = d.clone();
+    }
+    if let Some(d) = &a.dtype {
+        cfg.dtype = d.clone();
     }
     let g = &mut cfg.grpo;
     if let Some(v) = a.max_steps {
