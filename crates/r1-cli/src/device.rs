@@ -23,11 +23,13 @@ impl DeviceArgs {
                     .map(str::parse)
                     .transpose()?
                     .unwrap_or(0);
-                Device::new_cuda(ordinal).map_err(|e| {
+                let dev = Device::new_cuda(ordinal).map_err(|e| {
                     anyhow::anyhow!(
                         "--device {d}: {e} (build r1 with `--features cuda`, see docs/gpu.md)"
                     )
-                })
+                })?;
+                untrack_events(&dev);
+                Ok(dev)
             }
             other => bail!("--device: unknown device `{other}` (cpu, cuda, cuda:N)"),
         }
@@ -41,4 +43,22 @@ impl DeviceArgs {
             other => bail!("--dtype: unknown dtype `{other}` (f32, bf16, f16)"),
         }
     }
+}
+
+/// candle records and waits on CUDA events around every use of a GPU buffer, so that a
+/// buffer shared between streams is safe. r1 drives a GPU from one thread on one
+/// stream, where those are two extra driver calls per kernel argument, on a decode
+/// step of hundreds of small kernels. `R1_CUDA_EVENT_TRACKING=1` keeps candle's
+/// default.
+fn untrack_events(dev: &Device) {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(c) = dev {
+        if std::env::var("R1_CUDA_EVENT_TRACKING").map_or(true, |v| v != "1") {
+            // SAFETY: every tensor of this device is created and used on its one
+            // stream, from the thread that runs the command.
+            unsafe { c.disable_event_tracking() }
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = dev;
 }
