@@ -20,7 +20,13 @@ impl DeviceArgs {
             d if d == "cuda" || d.starts_with("cuda:") => {
                 let ordinal = d
                     .strip_prefix("cuda:")
-                    .map(str::parse)
+                    .map(|n| {
+                        n.parse::<usize>().map_err(|_| {
+                            anyhow::anyhow!(
+                                "--device {d}: `{n}` is not a GPU number (cuda:0, cuda:1, …)"
+                            )
+                        })
+                    })
                     .transpose()?
                     .unwrap_or(0);
                 let dev = Device::new_cuda(ordinal).map_err(|e| {

@@ -163,6 +163,12 @@ fn bad_flags_and_prompt_files_are_named() {
     let (code, _, err) = r1(&["zero", "--model", m, "--dtype", "f8", "--output", out]);
     assert_eq!(code, 1);
     assert!(err.contains("--dtype") && err.contains("`f8`"), "{err}");
+    let (code, _, err) = r1(&["zero", "--model", m, "--device", "cuda:x", "--output", out]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--device cuda:x") && err.contains("`x`"),
+        "{err}"
+    );
     if !cfg!(feature = "cuda") {
         let (code, _, err) = r1(&["zero", "--model", m, "--device", "cuda", "--output", out]);
         assert_eq!(code, 1);
