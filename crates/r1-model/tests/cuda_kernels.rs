@@ -22,17 +22,7 @@ fn gpu() -> Option<Device> {
 }
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005) | 1;
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    common::uniform(shape, seed, DType::F32)
 }
 
 type Op<'a> = dyn Fn(&[Tensor]) -> Tensor + 'a;

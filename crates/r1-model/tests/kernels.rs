@@ -7,27 +7,7 @@ use r1_model::layers::{attention_logits_composite, rms_norm_composite, rope_comp
 use r1_model::model::causal_mask;
 
 mod common;
-use common::max_diff;
-
-fn randn(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
-    // A small LCG keeps the tests independent of candle's RNG.
-    let n: usize = shape.iter().product();
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let v: Vec<f64> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-}
+use common::{max_diff, uniform as randn};
 
 /// A scalar loss weighting every output element differently, so gradients differ per
 /// element.

@@ -90,6 +90,16 @@ pub struct AdamW {
     pub state: Vec<Mutex<Moments>>,
 }
 
+/// The scalars of one update that every parameter shares: learning rate, the clipping
+/// factor and the bias corrections `1 − β₁ᵗ`, `1 − β₂ᵗ`.
+#[derive(Debug, Clone, Copy)]
+struct Update {
+    lr: f64,
+    scale: f64,
+    bc1: f64,
+    bc2: f64,
+}
+
 /// Outcome of one optimizer step.
 #[derive(Debug, Clone, Copy)]
 pub struct StepInfo {
@@ -340,10 +350,18 @@ impl AdamW {
                     bc2: bc2 as f32,
                 };
                 var.as_tensor().inplace_op2(&g, &op)?;
-            } else if var.device().is_cuda() && r1_model::kernels::fused_supported(var) {
-                self.step_gpu(i, var, &g, lr, scale, bc1, bc2)?;
             } else {
-                self.step_tensor_ops(i, var, &g, lr, scale, bc1, bc2)?;
+                let u = Update {
+                    lr,
+                    scale,
+                    bc1,
+                    bc2,
+                };
+                if var.device().is_cuda() && r1_model::kernels::fused_supported(var) {
+                    self.step_gpu(i, var, &g, &u)?;
+                } else {
+                    self.step_tensor_ops(i, var, &g, &u)?;
+                }
             }
         }
         Ok(StepInfo {
@@ -375,17 +393,8 @@ impl AdamW {
     }
 
     /// One fused AdamW kernel per parameter on the GPU, in place (`kernels::cuda`).
-    #[allow(clippy::too_many_arguments, unused_variables)]
-    fn step_gpu(
-        &self,
-        i: usize,
-        var: &Var,
-        g: &Tensor,
-        lr: f64,
-        scale: f64,
-        bc1: f64,
-        bc2: f64,
-    ) -> Result<()> {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn step_gpu(&self, i: usize, var: &Var, g: &Tensor, u: &Update) -> Result<()> {
         #[cfg(feature = "cuda")]
         {
             let (m, v) = self.device_moments(i, var)?;
@@ -394,14 +403,14 @@ impl AdamW {
                 m: &m,
                 v: &v,
                 k: r1_model::kernels::cuda::AdamWStep {
-                    lr: lr as f32,
+                    lr: u.lr as f32,
                     beta1: c.beta1 as f32,
                     beta2: c.beta2 as f32,
                     eps: c.eps as f32,
                     weight_decay: c.weight_decay as f32,
-                    scale: scale as f32,
-                    bc1: bc1 as f32,
-                    bc2: bc2 as f32,
+                    scale: u.scale as f32,
+                    bc1: u.bc1 as f32,
+                    bc2: u.bc2 as f32,
                 },
             };
             var.as_tensor().inplace_op2(g, &op)?;
@@ -413,17 +422,13 @@ impl AdamW {
 
     /// Device-agnostic path (GPU, half precision): f32 moments kept on the parameter's
     /// device, so a step moves nothing between host and device.
-    #[allow(clippy::too_many_arguments)]
-    fn step_tensor_ops(
-        &self,
-        i: usize,
-        var: &Var,
-        g: &Tensor,
-        lr: f64,
-        scale: f64,
-        bc1: f64,
-        bc2: f64,
-    ) -> Result<()> {
+    fn step_tensor_ops(&self, i: usize, var: &Var, g: &Tensor, u: &Update) -> Result<()> {
+        let Update {
+            lr,
+            scale,
+            bc1,
+            bc2,
+        } = *u;
         let c = &self.cfg;
         let dtype = var.dtype();
         let f32 = candle_core::DType::F32;

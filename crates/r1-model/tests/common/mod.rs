@@ -4,6 +4,27 @@ use r1_model::model::{causal_mask, positions};
 use r1_model::{LoadedModel, Mode, Model};
 use std::path::PathBuf;
 
+/// Uniform values in [-1, 1) from a small LCG, so the kernel tests do not depend on
+/// candle's RNG; drawn in f64 and converted to `dtype`, on the CPU.
+pub fn uniform(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
