@@ -435,8 +435,13 @@ pub(crate) fn attend(
     // KV head into the row dimension, [b, nkv, rep*t, d].
     let rep = nh / nkv;
     let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
-    let probs = attention_probs(&q.matmul(&k.t()?)?, mask, scale, mode)?;
-    let out = probs.matmul(v)?; // [b, nkv, rep*t, d]
+    let out = if kernels::attention::supported(&q) {
+        // Fused on the CPU: no score matrix kept, the causal tail skipped.
+        kernels::attention::attention(&q, k, v, mask, scale)?
+    } else {
+        let probs = attention_probs(&q.matmul(&k.t()?)?, mask, scale, mode)?;
+        probs.matmul(v)? // [b, nkv, rep*t, d]
+    };
     out.reshape((b, nh, t, hd))?
         .transpose(1, 2)?
         .reshape((b, t, nh * hd))

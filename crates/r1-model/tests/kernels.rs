@@ -2,7 +2,9 @@
 //! f64), and its backward pass against finite differences in f64.
 
 use candle_core::{DType, Device, Tensor, Var};
-use r1_model::kernels::{rms_norm::rms_norm, rope::rope_split_heads, softmax, swiglu::swiglu};
+use r1_model::kernels::{
+    attention, rms_norm::rms_norm, rope::rope_split_heads, softmax, swiglu::swiglu,
+};
 use r1_model::layers::{attention_logits_composite, rms_norm_composite, rope_composite};
 use r1_model::model::causal_mask;
 
@@ -144,6 +146,76 @@ fn masked_softmax_matches_composite() {
         };
         check_against_composite(&[x], &fused, &comp, tol);
     }
+}
+
+/// `softmax(scale · q·kᵀ + mask) · v` from candle ops.
+fn attention_composite(ts: &[Tensor], mask: Option<&Tensor>, scale: f64) -> Tensor {
+    let s = ts[0].matmul(&ts[1].t().unwrap()).unwrap();
+    let z = attention_logits_composite(&s, mask, scale).unwrap();
+    let p = candle_nn::ops::softmax(&z, candle_core::D::Minus1).unwrap();
+    p.matmul(&ts[2]).unwrap()
+}
+
+#[test]
+fn fused_attention_matches_composite() {
+    // (batch, KV groups, query heads per group, new tokens, cached ones, head dim,
+    // left padding per row). Between them: a causal tail to skip, keys beyond the
+    // queries, padding rows the mask hides entirely (uniform over all keys), more rows
+    // than one register tile holds, partial key tiles, and both column widths.
+    type Case = (usize, usize, usize, usize, usize, usize, &'static [usize]);
+    let cases: [Case; 3] = [
+        (2, 2, 2, 4, 2, 16, &[0, 3]),
+        (1, 3, 3, 13, 0, 64, &[0]),
+        (2, 1, 1, 40, 5, 32, &[7, 0]),
+    ];
+    for (b, g, rep, t, past, d, pad) in cases {
+        let mask = causal_mask(pad, past, t, &Device::Cpu).unwrap();
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-5)] {
+            let q = randn(&[b, g, rep * t, d], 11, dtype);
+            let k = (randn(&[b, g, past + t, d], 12, dtype) * 2.0).unwrap();
+            let v = randn(&[b, g, past + t, d], 13, dtype);
+            let mk = mask.to_dtype(dtype).unwrap();
+            let scale = 1.0 / (d as f64).sqrt();
+            let fused = |ts: &[Tensor]| {
+                attention::attention(&ts[0], &ts[1], &ts[2], Some(&mk), scale).unwrap()
+            };
+            let comp = |ts: &[Tensor]| attention_composite(ts, Some(&mk), scale);
+            let inputs = [q, k, v];
+            check_against_composite(&inputs, &fused, &comp, tol);
+            if dtype == DType::F64 {
+                // Finite differences without padding: a row the mask hides entirely
+                // sits at −1e9, where f64 resolves steps of 1e-7 only.
+                let causal = causal_mask(&vec![0; b], past, t, &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let fused = |ts: &[Tensor]| {
+                    attention::attention(&ts[0], &ts[1], &ts[2], Some(&causal), scale).unwrap()
+                };
+                check_finite_differences(&inputs, &fused);
+            }
+            let fused =
+                |ts: &[Tensor]| attention::attention(&ts[0], &ts[1], &ts[2], None, scale).unwrap();
+            let comp = |ts: &[Tensor]| attention_composite(ts, None, scale);
+            check_against_composite(&inputs, &fused, &comp, tol);
+            if dtype == DType::F64 {
+                check_finite_differences(&inputs, &fused);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_attention_rejects_bad_shapes() {
+    let q = randn(&[1, 2, 6, 16], 1, DType::F32);
+    let k = randn(&[1, 2, 5, 16], 2, DType::F32);
+    let mask = causal_mask(&[0], 0, 4, &Device::Cpu).unwrap();
+    // 6 query rows are not a whole number of 4-token heads; keys 5 ≠ mask's 4.
+    assert!(attention::attention(&q, &k, &k, Some(&mask), 1.0).is_err());
+    assert!(attention::attention(&q, &k, &randn(&[1, 2, 5, 8], 3, DType::F32), None, 1.0).is_err());
+    assert!(
+        attention::attention(&q, &randn(&[1, 1, 5, 16], 3, DType::F32), &k, None, 1.0).is_err()
+    );
 }
 
 #[test]

@@ -93,26 +93,31 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
             });
         }
     }
-    // Attention: Q·Kᵀ and P·V per batch and KV group, query heads folded into rows.
+    // Attention: where r1's fused kernel runs (the CPU), it is timed as a whole below;
+    // elsewhere a step runs Q·Kᵀ and P·V as batched GEMMs (per batch and KV group,
+    // query heads folded into rows) around the fused softmax.
     let rep = nh / nkv;
     let q = randn(&[batch, nkv, rep * seq, hd], dev)?;
     let k = randn(&[batch, nkv, seq, hd], dev)?;
-    let p = randn(&[batch, nkv, rep * seq, seq], dev)?;
-    let flop = 2.0 * (batch * nkv * rep * seq * seq * hd) as f64 / 1e9;
-    let qk = time(dev, || Ok(q.matmul(&k.t()?)?))?;
-    let pv = time(dev, || Ok(p.matmul(&k)?))?;
-    rows.push(Row {
-        name: "attention Q·Kᵀ (fwd; bwd runs 2 alike)".into(),
-        calls: 3 * l,
-        secs: qk,
-        gflop: flop,
-    });
-    rows.push(Row {
-        name: "attention P·V (fwd; bwd runs 2 alike)".into(),
-        calls: 3 * l,
-        secs: pv,
-        gflop: flop,
-    });
+    let fused_attention = kernels::attention::supported(&q);
+    if !fused_attention {
+        let p = randn(&[batch, nkv, rep * seq, seq], dev)?;
+        let flop = 2.0 * (batch * nkv * rep * seq * seq * hd) as f64 / 1e9;
+        let qk = time(dev, || Ok(q.matmul(&k.t()?)?))?;
+        let pv = time(dev, || Ok(p.matmul(&k)?))?;
+        rows.push(Row {
+            name: "attention Q·Kᵀ (fwd; bwd runs 2 alike)".into(),
+            calls: 3 * l,
+            secs: qk,
+            gflop: flop,
+        });
+        rows.push(Row {
+            name: "attention P·V (fwd; bwd runs 2 alike)".into(),
+            calls: 3 * l,
+            secs: pv,
+            gflop: flop,
+        });
+    }
     // lm_head log-probs, forward + backward (chunked GEMMs and the fused row kernels).
     let hid = randn(&[n, h], dev)?;
     // A trained model's scale (logits of std ≈ 1), not randn's (std ≈ 24).
@@ -161,13 +166,16 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
     let gu = randn(&[batch, seq, inter], dev)?;
     let scale = 1.0 / (hd as f64).sqrt();
     type F<'a> = Box<dyn Fn(&[Tensor]) -> Result<Tensor> + 'a>;
-    let ew: Vec<(&str, usize, Vec<Tensor>, F, F)> = vec![
+    // (name, calls per step, inputs, fused, composite, whether the fused one runs here)
+    type Entry<'a> = (&'a str, usize, Vec<Tensor>, F<'a>, F<'a>, bool);
+    let mut ew: Vec<Entry> = vec![
         (
             "RMSNorm",
             2 * l + 1,
             vec![x.clone(), wn],
             Box::new(|t| Ok(kernels::rms_norm::rms_norm(&t[0], &t[1], 1e-5)?)),
             Box::new(|t| Ok(rms_norm_composite(&t[0], &t[1], 1e-5)?)),
+            kernels::fused_supported(&x),
         ),
         (
             "RoPE + head split (q)",
@@ -178,11 +186,45 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
                 let x = t[0].reshape((batch, seq, nh, hd))?.transpose(1, 2)?;
                 Ok(rope_composite(&x, &cos, &sin)?)
             }),
+            kernels::fused_supported(&x),
         ),
         (
+            "SwiGLU",
+            l,
+            vec![gu.clone(), gu],
+            Box::new(|t| Ok(kernels::swiglu::swiglu(&t[0], &t[1])?)),
+            Box::new(|t| Ok((t[0].silu()? * &t[1])?)),
+            kernels::fused_supported(&x),
+        ),
+    ];
+    if fused_attention {
+        // The whole causal attention: r1's kernel against GEMMs around the fused softmax.
+        let v = randn(&[batch, nkv, seq, hd], dev)?;
+        ew.push((
+            "causal attention (Q·Kᵀ, softmax, ·V)",
+            l,
+            vec![q, k, v],
+            Box::new(|t| {
+                Ok(kernels::attention::attention(
+                    &t[0],
+                    &t[1],
+                    &t[2],
+                    Some(&mask),
+                    scale,
+                )?)
+            }),
+            Box::new(|t| {
+                let s = t[0].matmul(&t[1].t()?)?;
+                let p = kernels::softmax::scaled_masked_softmax(&s, Some(&mask), scale)?;
+                Ok(p.matmul(&t[2])?)
+            }),
+            true,
+        ));
+    } else {
+        ew.push((
             "softmax(scale·s + mask)",
             l,
-            vec![sc],
+            vec![sc.clone()],
             Box::new(|t| {
                 Ok(kernels::softmax::scaled_masked_softmax(
                     &t[0],
@@ -191,20 +233,14 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
                 )?)
             }),
             Box::new(|t| Ok(attention_probs_composite(&t[0], Some(&mask), scale)?)),
-        ),
-        (
-            "SwiGLU",
-            l,
-            vec![gu.clone(), gu],
-            Box::new(|t| Ok(kernels::swiglu::swiglu(&t[0], &t[1])?)),
-            Box::new(|t| Ok((t[0].silu()? * &t[1])?)),
-        ),
-    ];
+            kernels::fused_supported(&sc),
+        ));
+    }
     let mut composite = vec![];
-    for (name, calls, inputs, fused, comp) in &ew {
+    for (name, calls, inputs, fused, comp, runs) in &ew {
         let c = fwd_bwd(inputs, comp.as_ref())?;
         // Where no fused kernel takes the tensor (f16, say), a step runs the composite.
-        let (f, kind) = match kernels::fused_supported(&inputs[0]) {
+        let (f, kind) = match runs {
             true => (fwd_bwd(inputs, fused.as_ref())?, "fused"),
             false => (c, "composite"),
         };

@@ -16,9 +16,35 @@ pub trait Real:
     + Send
     + Sync
 {
+    /// The slice as f32, for kernels with a hand-written f32 path.
+    fn as_f32(x: &[Self]) -> Option<&[f32]> {
+        let _ = x;
+        None
+    }
 }
-impl Real for f32 {}
+impl Real for f32 {
+    fn as_f32(x: &[Self]) -> Option<&[f32]> {
+        Some(x)
+    }
+}
 impl Real for f64 {}
+
+/// Whether this CPU has AVX-512 (F and VL), for kernels written in its intrinsics.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// The data of a contiguous CPU tensor.
 pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {

@@ -11,6 +11,9 @@
 //! checked against its composite, values and gradients: the CPU ones in
 //! `tests/kernels.rs`, the CUDA ones in `tests/cuda_kernels.rs` (on a GPU).
 
+pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx512;
 pub mod attention_decode;
 mod cpu;
 #[cfg(feature = "cuda")]
