@@ -63,7 +63,13 @@ pub unsafe fn weighted_tile<const R: usize, const V: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for j in 0..n {
-        let x: [__m512; V] = std::array::from_fn(|q| _mm512_loadu_ps(v.add(j * ld + 16 * q)));
+        // Plain loops, no closures: a closure is compiled without this function's
+        // target features, and `__m512` values crossing one came back corrupted
+        // (docs/kernels.md).
+        let mut x = [_mm512_setzero_ps(); V];
+        for q in 0..V {
+            x[q] = _mm512_loadu_ps(v.add(j * ld + 16 * q));
+        }
         for i in 0..R {
             let w = _mm512_set1_ps(*p.add(i * ldp + j));
             for q in 0..V {
@@ -104,7 +110,10 @@ pub unsafe fn transposed_tile<const K: usize, const V: usize>(
         if end <= j0 {
             continue;
         }
-        let xr: [__m512; V] = std::array::from_fn(|q| _mm512_loadu_ps(x.add(r * ldx + 16 * q)));
+        let mut xr = [_mm512_setzero_ps(); V];
+        for q in 0..V {
+            xr[q] = _mm512_loadu_ps(x.add(r * ldx + 16 * q));
+        }
         for j in 0..K {
             let w = _mm512_set1_ps(*p.add(r * ldp + j));
             for q in 0..V {
