@@ -9,16 +9,15 @@
 //! Why: candle's batched GEMMs ran the attention products at 50–130 GFLOP/s (a
 //! 64-deep inner dimension leaves their packing little to amortise), computed the
 //! masked half of every causal score matrix, and the probabilities they left behind
-//! for the backward pass took 19 MB per layer of a 8 × 256 batch. Here each (batch,
+//! for the backward pass took 19 MB per layer of an 8 × 256 batch. Here each (batch,
 //! KV head) is one task that keeps its keys and values in cache, tiles the products
 //! in registers, and stops every query row at its last visible key.
 //!
 //! Layout as in `softmax`: `q` `[b, g, m, d]` where `m = rep · t` stacks the `rep`
 //! query heads sharing KV head `g` (row `i` of `m` is position `i mod t`); `k`, `v`
-//! `[b, g, s, d]`; an additive `mask` `[b or 1, 1, t, s]`. A key is skipped when the
-//! mask hides it from the row and from every later key as well (the causal tail); a
-//! row the mask hides entirely keeps all keys, so the result equals the composite's
-//! uniform softmax exactly.
+//! `[b, g, s, d]`; an additive `mask` `[b or 1, 1, t, s]`. A row skips the keys after
+//! the last one its mask shows (the causal tail); a row the mask hides entirely keeps
+//! all keys, so the result equals the composite's uniform softmax exactly.
 //!
 //! Backward, with `P` the probabilities, `dO` the output's gradient and
 //! `Dᵢ = Σ dOᵢ ⊙ Oᵢ`: `dV = Pᵀ·dO`, `dS = scale · P ⊙ (dO·Vᵀ − D)`, `dQ = dS·K`,
