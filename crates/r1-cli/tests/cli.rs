@@ -181,6 +181,73 @@ fn bad_flags_and_prompt_files_are_named() {
 }
 
 #[test]
+fn sft_distill_and_pipeline_name_a_bad_device_before_writing() {
+    let tmp = std::env::temp_dir().join(format!("r1-cli-train-device-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let data = tmp.join("sft.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"1+1=\", \"completion\": \"2\"}\n").unwrap();
+    let cfg = tmp.join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        format!("[cold_start]\ndata = {:?}\n", data.to_str().unwrap()),
+    )
+    .unwrap();
+    let m = fixture("tiny-llama");
+    let (m, data, cfg) = (
+        m.to_str().unwrap(),
+        data.to_str().unwrap(),
+        cfg.to_str().unwrap(),
+    );
+    let out = |name: &str| tmp.join(name).to_str().unwrap().to_string();
+    let runs: [(Vec<String>, &str, &str); 3] = [
+        (
+            [
+                "sft", "--model", m, "--data", data, "--device", "cuda:x", "--output",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "sft-out",
+            "--device cuda:x",
+        ),
+        (
+            [
+                "distill",
+                "--teacher",
+                m,
+                "--data",
+                data,
+                "--dtype",
+                "f8",
+                "--output",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "distill-out",
+            "`f8`",
+        ),
+        (
+            [
+                "pipeline", "--config", cfg, "--device", "cuda:x", "--output",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "pipeline-out",
+            "--device cuda:x",
+        ),
+    ];
+    for (mut args, dir, says) in runs {
+        args.push(out(dir));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = r1(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!tmp.join(dir).exists(), "{args:?} wrote {dir}");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn generate_writes_jsonl_with_n_samples_per_prompt() {
     let m = fixture("tiny-qwen2");
     let out = std::env::temp_dir().join(format!("r1-cli-gen-{}.jsonl", std::process::id()));

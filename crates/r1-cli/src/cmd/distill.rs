@@ -83,6 +83,12 @@ pub struct Args {
     /// SFT optimizer steps (-1: from the epochs).
     #[arg(long, allow_negative_numbers = true)]
     max_steps: Option<i64>,
+    /// cpu, cuda or cuda:N (overrides the config's `device`).
+    #[arg(long)]
+    device: Option<String>,
+    /// f32, bf16 or f16 (overrides the config's `dtype`).
+    #[arg(long)]
+    dtype: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -107,6 +113,14 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(s) = a.max_steps {
         cfg.sft.max_steps = s;
     }
+    if let Some(d) = &a.device {
+        cfg.device = d.clone();
+    }
+    if let Some(d) = &a.dtype {
+        cfg.dtype = d.clone();
+    }
+    // A device or dtype this build cannot use fails before anything is written.
+    device(&cfg)?;
     std::fs::create_dir_all(&a.output).with_context(|| format!("{}", a.output.display()))?;
     std::fs::write(&saved, toml::to_string_pretty(&cfg)?)?;
     distill(&cfg, &a.output)

@@ -42,6 +42,12 @@ pub struct Args {
     seed: Option<u64>,
     #[arg(long)]
     save_steps: Option<usize>,
+    /// cpu, cuda or cuda:N (overrides the config's `device`).
+    #[arg(long)]
+    device: Option<String>,
+    /// f32, bf16 or f16 (overrides the config's `dtype`).
+    #[arg(long)]
+    dtype: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -77,6 +83,12 @@ fn effective_config(a: &Args) -> Result<SftConfig> {
     }
     if let Some(v) = a.save_steps {
         cfg.save_steps = v;
+    }
+    if let Some(d) = &a.device {
+        cfg.device = d.clone();
+    }
+    if let Some(d) = &a.dtype {
+        cfg.dtype = d.clone();
     }
     cfg.validate()?;
     Ok(cfg)
@@ -128,12 +140,13 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
         .context("no training data: set `data` in the config or pass --data")?;
     // Read the data before loading the model: a bad line fails in a second.
     let examples = load_sft_jsonl(&data_path)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A device or dtype this build cannot use fails before the output folder exists.
     let dev = crate::device::DeviceArgs {
         device: cfg.device.clone(),
         dtype: cfg.dtype.clone(),
     };
     let (device, dtype) = (dev.device()?, dev.dtype()?);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (lm, state) = if resume {
         let (lm, ckpt, st) = checkpoint::resume(
             dir,

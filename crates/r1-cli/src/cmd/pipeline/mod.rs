@@ -26,17 +26,29 @@ pub struct Args {
     /// Continue the run in this folder (its saved config.toml).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (overrides the config's `device`).
+    #[arg(long)]
+    device: Option<String>,
+    /// f32, bf16 or f16 (overrides the config's `dtype`).
+    #[arg(long)]
+    dtype: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (cfg, dir): (PipelineConfig, PathBuf) = match (&a.resume, &a.config) {
+    let (mut cfg, dir): (PipelineConfig, PathBuf) = match (&a.resume, &a.config) {
         (Some(d), _) => (load_toml(&d.join("config.toml"))?, d.clone()),
         (None, Some(p)) => (load_toml(p)?, a.output.clone()),
         (None, None) => bail!("r1 pipeline needs --config FILE (or --resume DIR)"),
     };
+    if let Some(d) = &a.device {
+        cfg.device = d.clone();
+    }
+    if let Some(d) = &a.dtype {
+        cfg.dtype = d.clone();
+    }
     if a.print_config {
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
@@ -49,6 +61,13 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     check_inputs(&cfg)?;
+    // A device or dtype this build cannot use fails before anything is written.
+    let d = crate::device::DeviceArgs {
+        device: cfg.device.clone(),
+        dtype: cfg.dtype.clone(),
+    };
+    d.device()?;
+    d.dtype()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     if a.resume.is_none() {
         std::fs::write(dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
