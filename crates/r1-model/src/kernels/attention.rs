@@ -221,33 +221,13 @@ fn weighted_tile<T: Real, const W: usize>(
     #[cfg(target_arch = "x86_64")]
     if let (Some(p), Some(v), true) = (T::as_f32(p), T::as_f32(v), has_avx512()) {
         let out = out.as_mut_ptr().cast::<f32>();
-        // SAFETY: AVX-512 checked, bounds asserted above.
-        unsafe {
-            match W {
-                64 => avx::weighted_tile::<ROWS, 4>(
-                    p.as_ptr(),
-                    ldp,
-                    v.as_ptr().add(c0),
-                    d,
-                    n,
-                    out.add(c0),
-                    d,
-                    rows,
-                ),
-                _ => avx::weighted_tile::<ROWS, 1>(
-                    p.as_ptr(),
-                    ldp,
-                    v.as_ptr().add(c0),
-                    d,
-                    n,
-                    out.add(c0),
-                    d,
-                    rows,
-                ),
-            }
-        }
-        if W == 64 || W == 16 {
-            return;
+        // SAFETY (here and in both arms): AVX-512 checked, bounds asserted above.
+        let (p, v) = (p.as_ptr(), unsafe { v.as_ptr().add(c0) });
+        let out = unsafe { out.add(c0) };
+        match W {
+            64 => return unsafe { avx::weighted_tile::<ROWS, 4>(p, ldp, v, d, n, out, d, rows) },
+            16 => return unsafe { avx::weighted_tile::<ROWS, 1>(p, ldp, v, d, n, out, d, rows) },
+            _ => {}
         }
     }
     let mut acc = [[T::zero(); W]; ROWS];
@@ -287,20 +267,21 @@ fn transposed_tile<T: Real, const W: usize>(
     #[cfg(target_arch = "x86_64")]
     if let (Some(p), Some(x), true) = (T::as_f32(p), T::as_f32(x), has_avx512()) {
         let out = out.as_mut_ptr().cast::<f32>();
-        // SAFETY: AVX-512 checked, bounds asserted above.
-        unsafe {
-            let (p, x) = (p.as_ptr().add(j0), x.as_ptr().add(c0));
-            match W {
-                64 => {
-                    avx::transposed_tile::<KEY_ROWS, 4>(p, sp, x, d, ends, j0, out.add(c0), d, keys)
-                }
-                _ => {
-                    avx::transposed_tile::<KEY_ROWS, 1>(p, sp, x, d, ends, j0, out.add(c0), d, keys)
+        // SAFETY (here and in both arms): AVX-512 checked, bounds asserted above.
+        let (p, x) = unsafe { (p.as_ptr().add(j0), x.as_ptr().add(c0)) };
+        let out = unsafe { out.add(c0) };
+        match W {
+            64 => {
+                return unsafe {
+                    avx::transposed_tile::<KEY_ROWS, 4>(p, sp, x, d, ends, j0, out, d, keys)
                 }
             }
-        }
-        if W == 64 || W == 16 {
-            return;
+            16 => {
+                return unsafe {
+                    avx::transposed_tile::<KEY_ROWS, 1>(p, sp, x, d, ends, j0, out, d, keys)
+                }
+            }
+            _ => {}
         }
     }
     let mut acc = [[T::zero(); W]; KEY_ROWS];
