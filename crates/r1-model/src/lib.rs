@@ -1,6 +1,7 @@
 //! r1-model: the Llama-family decoder that both samples and trains, and the loaders for
 //! the files people have (Hugging Face folders, GGUF), plus tokenizer and chat template.
 
+mod block_backward;
 pub mod cache;
 pub mod chat;
 pub mod classifier;

@@ -43,6 +43,11 @@ pub struct Model {
     /// Set when activation checkpointing is on: collects the recomputed blocks' weight
     /// gradients.
     recompute: Option<GradSink>,
+    /// Collects the weight gradients of blocks trained as fused ops
+    /// ([`crate::block_backward`]).
+    block_grads: GradSink,
+    /// Whether `Mode::Train` blocks may run as fused ops (see [`Model::set_fused_blocks`]).
+    fused_blocks: bool,
 }
 
 /// Names of every weight the architecture needs, in a stable order.
@@ -160,6 +165,8 @@ impl Model {
             lm_head,
             inv_freq,
             recompute: None,
+            block_grads: GradSink::default(),
+            fused_blocks: !crate::block_backward::autograd_forced(),
         })
     }
 
@@ -294,7 +301,16 @@ impl Model {
                 // Activation checkpointing: keep only the block's input; recompute the
                 // block during the backward pass.
                 (Some(sink), Mode::Train, true) => {
-                    crate::recompute::checkpointed_block(&self.cfg, i, block, &x, input, sink)?
+                    let fused = self.fused_blocks;
+                    crate::recompute::checkpointed_block(
+                        &self.cfg, i, block, &x, input, sink, fused,
+                    )?
+                }
+                // Training on the CPU: the block as one op with a hand-written backward.
+                (None, Mode::Train, true)
+                    if self.fused_blocks && crate::block_backward::fits(block, &x) =>
+                {
+                    crate::block_backward::block(&self.cfg, block, &x, input, &self.block_grads)?
                 }
                 _ => block_forward(&self.cfg, i, block, &x, input, cache.as_deref_mut(), mode)?,
             };
@@ -305,15 +321,25 @@ impl Model {
         rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, mode)
     }
 
+    /// With `on` (the default unless `R1_AUTOGRAD_BLOCKS=1`), training forwards on the
+    /// CPU run each decoder block as one op with a hand-written backward pass
+    /// ([`crate::block_backward`]); off, candle's autograd differentiates every op.
+    /// Both give the same gradients; the fused blocks are faster and keep less memory.
+    pub fn set_fused_blocks(&mut self, on: bool) {
+        self.fused_blocks = on;
+    }
+
     /// Turns on activation checkpointing for `Mode::Train` forwards; use
     /// [`Model::backward`] so the recomputed blocks' weight gradients are collected.
     pub fn enable_checkpointing(&mut self) {
         self.recompute = Some(GradSink::default());
     }
 
-    /// `loss.backward()`, plus the weight gradients of checkpointed blocks.
+    /// `loss.backward()`, plus the weight gradients of blocks that trained as fused ops
+    /// (CPU) or were checkpointed. Call this rather than `loss.backward()` directly.
     pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
         let mut store = loss.backward()?;
+        self.block_grads.drain_into(&mut store)?;
         if let Some(sink) = &self.recompute {
             sink.drain_into(&mut store)?;
         }
@@ -393,15 +419,9 @@ fn attention(
     mode: Mode,
 ) -> Result<Tensor> {
     let (b, t, _) = x.dims3()?;
-    let (nh, nkv, hd) = (
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.head_dim,
-    );
+    let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
     let [q, k, v] = Linear::forward_many([&attn.q, &attn.k, &attn.v], x, mode)?;
-    let q = rope_heads(&q, nh, cos, sin, mode)?;
-    let k = rope_heads(&k, nkv, cos, sin, mode)?;
-    let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?;
+    let (q, k, v) = heads(cfg, &q, &k, &v, cos, sin, mode)?;
     let (k, v) = match cache {
         Some(c) => c.append(layer, &k, &v)?,
         None => (k, v.contiguous()?),
@@ -416,6 +436,45 @@ fn attention(
             .forward(&out.transpose(1, 2)?.reshape((b, t, nh * hd))?, mode);
     }
     attn.o.forward(&attend(cfg, &q, &k, &v, mask, mode)?, mode)
+}
+
+/// Projections `[b, t, heads·d]` split into heads `[b, heads, t, d]`, queries and keys
+/// rotated (`v` is a view, not yet contiguous).
+fn heads(
+    cfg: &ModelConfig,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, t, _) = v.dims3()?;
+    let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+    Ok((
+        rope_heads(q, nh, cos, sin, mode)?,
+        rope_heads(k, nkv, cos, sin, mode)?,
+        v.reshape((b, t, nkv, cfg.head_dim))?.transpose(1, 2)?,
+    ))
+}
+
+/// Attention from the q/k/v projections `[b, t, ·]` to the input of the output
+/// projection `[b, t, heads·d]`, for either layout and without a cache.
+pub(crate) fn attention_core(
+    cfg: &ModelConfig,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    input: &AttnInput,
+    mode: Mode,
+) -> Result<Tensor> {
+    match input {
+        AttnInput::Rows { cos, sin, mask } => {
+            let (q, k, v) = heads(cfg, q, k, v, cos, sin, mode)?;
+            attend(cfg, &q, &k, &v.contiguous()?, mask.as_ref(), mode)
+        }
+        AttnInput::Shared(sp) => crate::shared_prefix::attention_core(cfg, q, k, v, sp, mode),
+    }
 }
 
 /// Scaled dot-product attention of queries `[b, heads, t, d]` over keys and values

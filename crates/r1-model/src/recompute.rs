@@ -2,7 +2,8 @@
 //! keeps only its input. Its forward runs without a graph; its backward recomputes the
 //! block with a graph, backpropagates the incoming gradient through it, returns the
 //! input's gradient and deposits the block weights' gradients in a [`GradSink`]
-//! (a custom op can only return gradients for its tensor arguments).
+//! (a custom op can only return gradients for its tensor arguments). On the CPU the
+//! recomputation runs the hand-written block backward of [`crate::block_backward`].
 //!
 //! Memory for activations drops from every intermediate of every layer (~5 MB per token
 //! for SmolLM2-135M) to one hidden state per layer plus one layer's intermediates, for
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 pub struct GradSink(Arc<Mutex<HashMap<TensorId, Tensor>>>);
 
 impl GradSink {
-    fn add(&self, id: TensorId, g: Tensor) -> Result<()> {
+    pub(crate) fn add(&self, id: TensorId, g: Tensor) -> Result<()> {
         let mut m = self.0.lock().expect("grad sink poisoned");
         let sum = match m.remove(&id) {
             Some(prev) => (prev + g)?,
@@ -54,6 +55,8 @@ struct CheckpointedBlock {
     block: Block,
     input: AttnInput,
     sink: GradSink,
+    /// Whether the recomputation may run the hand-written block backward.
+    fused: bool,
 }
 
 fn weights(b: &Block) -> Vec<&Tensor> {
@@ -192,6 +195,18 @@ impl CustomOp2 for CheckpointedBlock {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // On the CPU the recomputed block runs its hand-written backward pass.
+        if self.fused && crate::block_backward::fits(&self.block, arg) {
+            let dx = crate::block_backward::recompute_backward(
+                &self.cfg,
+                &self.block,
+                arg,
+                &self.input,
+                &self.sink,
+                &grad.detach(),
+            )?;
+            return Ok((Some(dx), None));
+        }
         let x = Var::from_tensor(&arg.detach())?;
         let y = self.run(&self.block, x.as_tensor())?;
         let g = y.mul(&grad.detach())?.sum_all()?.backward()?;
@@ -216,7 +231,8 @@ fn compact(x: Tensor) -> Result<Tensor> {
 }
 
 /// Runs `block` on `x` as a checkpointed op (CPU in f32/f64, or a GPU, and only when the
-/// block has a trainable tensor; otherwise it runs normally).
+/// block has a trainable tensor; otherwise it runs normally). With `fused`, the CPU
+/// recomputation runs the hand-written block backward.
 pub(crate) fn checkpointed_block(
     cfg: &ModelConfig,
     layer: usize,
@@ -224,6 +240,7 @@ pub(crate) fn checkpointed_block(
     x: &Tensor,
     input: &AttnInput,
     sink: &GradSink,
+    fused: bool,
 ) -> Result<Tensor> {
     let anchor = weights(block)
         .into_iter()
@@ -241,6 +258,7 @@ pub(crate) fn checkpointed_block(
         block: block.clone(),
         input: input.detached()?,
         sink: sink.clone(),
+        fused,
     };
     compact(x.contiguous()?)?.apply_op2(&anchor, op)
 }

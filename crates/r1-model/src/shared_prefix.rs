@@ -202,6 +202,21 @@ pub(crate) fn attention(
     sp: &SharedPrefix,
     mode: Mode,
 ) -> Result<Tensor> {
+    let [q, k, v] = [&attn.q, &attn.k, &attn.v].map(|l| l.forward(x, mode));
+    let out = attention_core(cfg, &q?, &k?, &v?, sp, mode)?;
+    attn.o.forward(&out, mode)
+}
+
+/// Attention from the packed q/k/v projections `[1, tokens, ·]` to the input of the
+/// output projection `[1, tokens, heads·d]`.
+pub(crate) fn attention_core(
+    cfg: &ModelConfig,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    sp: &SharedPrefix,
+    mode: Mode,
+) -> Result<Tensor> {
     let (nh, nkv, hd) = (
         cfg.num_attention_heads,
         cfg.num_key_value_heads,
@@ -218,9 +233,9 @@ pub(crate) fn attention(
                 .reshape((nc, lc, w))?,
         ))
     };
-    let (qp, qc) = split(attn.q.forward(x, mode)?)?;
-    let (kp, kc) = split(attn.k.forward(x, mode)?)?;
-    let (vp, vc) = split(attn.v.forward(x, mode)?)?;
+    let (qp, qc) = split(q.clone())?;
+    let (kp, kc) = split(k.clone())?;
+    let (vp, vc) = split(v.clone())?;
     let heads = |v: Tensor, b: usize, t: usize| -> Result<Tensor> {
         v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()
     };
@@ -241,5 +256,5 @@ pub(crate) fn attention(
         0,
     )?
     .index_select(&sp.unpad, 0)?;
-    attn.o.forward(&out.unsqueeze(0)?, mode)
+    out.unsqueeze(0)
 }

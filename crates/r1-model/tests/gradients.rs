@@ -7,16 +7,27 @@ use r1_model::model::parameter_names;
 use r1_model::scoring::completion_logprobs;
 use r1_model::{Mode, Model, NamedTensors};
 
-fn loss(model: &Model) -> Tensor {
-    let prompts: [&[u32]; 2] = [&[5, 17, 40], &[9, 3]];
-    let comps: [&[u32]; 2] = [&[33, 7, 250, 12], &[101, 2]];
+/// A weighted sum of completion log-probs. With `shared`, two completions follow the
+/// same prompt, so the packed shared-prefix layout runs instead of one row each.
+fn loss(model: &Model, shared: bool) -> Tensor {
+    let (prompts, comps): (Vec<&[u32]>, Vec<&[u32]>) = if shared {
+        (
+            vec![&[5, 17, 40], &[9, 3], &[5, 17, 40]],
+            vec![&[33, 7, 250, 12], &[101, 2], &[8, 44, 19]],
+        )
+    } else {
+        (
+            vec![&[5, 17, 40], &[9, 3]],
+            vec![&[33, 7, 250, 12], &[101, 2]],
+        )
+    };
     let s = completion_logprobs(model, &prompts, &comps, 0.8, Mode::Train, false).unwrap();
     // Weighted so every position matters differently.
-    let w = Tensor::new(
-        &[[1.0f64, -0.5, 0.25, 2.0], [0.75, -1.5, 0.0, 0.0]],
-        &Device::Cpu,
-    )
-    .unwrap();
+    let w = [
+        1.0, -0.5, 0.25, 2.0, 0.75, -1.5, 0.0, 0.0, -0.3, 0.6, 1.2, 0.0,
+    ];
+    let n = comps.len();
+    let w = Tensor::from_slice(&w[..4 * n], (n, 4), &Device::Cpu).unwrap();
     (s.logprobs.to_dtype(DType::F64).unwrap() * w)
         .unwrap()
         .sum_all()
@@ -36,11 +47,17 @@ fn vars_of(w: &NamedTensors) -> (NamedTensors, Vec<(String, Var)>) {
 
 #[test]
 fn backward_matches_finite_differences_in_f64() {
+    for shared in [false, true] {
+        finite_differences(shared);
+    }
+}
+
+fn finite_differences(shared: bool) {
     let lm = common::load("tiny-qwen2", DType::F64);
     let (map, vars) = vars_of(&lm.weights);
     let dev = Device::Cpu;
     let model = Model::from_tensors(&lm.cfg, &map, &dev).unwrap();
-    let grads = loss(&model).backward().unwrap();
+    let grads = model.backward(&loss(&model, shared)).unwrap();
     let probes = [
         ("model.embed_tokens.weight", 33 * 64 + 5),
         ("model.embed_tokens.weight", 17 * 64 + 60),
@@ -50,7 +67,10 @@ fn backward_matches_finite_differences_in_f64() {
         ("model.layers.1.self_attn.o_proj.weight", 2000),
         ("model.layers.0.mlp.gate_proj.weight", 999),
         ("model.layers.1.mlp.down_proj.weight", 4321),
+        ("model.layers.1.self_attn.v_proj.bias", 5),
+        ("model.layers.1.mlp.up_proj.weight", 77),
         ("model.layers.0.input_layernorm.weight", 7),
+        ("model.layers.1.post_attention_layernorm.weight", 30),
         ("model.norm.weight", 42),
     ];
     let eps = 1e-6;
@@ -69,7 +89,7 @@ fn backward_matches_finite_differences_in_f64() {
             w[idx] += delta;
             var.set(&Tensor::from_vec(w, var.shape(), &dev).unwrap())
                 .unwrap();
-            let v = loss(&model).to_scalar::<f64>().unwrap();
+            let v = loss(&model, shared).to_scalar::<f64>().unwrap();
             var.set(&Tensor::from_vec(base.clone(), var.shape(), &dev).unwrap())
                 .unwrap();
             v
@@ -78,7 +98,7 @@ fn backward_matches_finite_differences_in_f64() {
         let err = (numeric - analytic[idx]).abs() / (numeric.abs() + analytic[idx].abs()).max(1e-8);
         assert!(
             err < 1e-5,
-            "{name}[{idx}]: numeric {numeric} vs analytic {}",
+            "{name}[{idx}] (shared {shared}): numeric {numeric} vs analytic {}",
             analytic[idx]
         );
     }
@@ -86,11 +106,15 @@ fn backward_matches_finite_differences_in_f64() {
 
 #[test]
 fn every_trainable_weight_gets_a_nonzero_gradient() {
-    for fixture in ["tiny-llama", "tiny-qwen2"] {
+    for (fixture, shared) in [
+        ("tiny-llama", false),
+        ("tiny-qwen2", false),
+        ("tiny-llama", true),
+    ] {
         let lm = common::load(fixture, DType::F32);
         let (map, vars) = vars_of(&lm.weights);
         let model = Model::from_tensors(&lm.cfg, &map, &Device::Cpu).unwrap();
-        let grads = loss(&model).backward().unwrap();
+        let grads = model.backward(&loss(&model, shared)).unwrap();
         for name in parameter_names(&lm.cfg) {
             let var = &vars.iter().find(|(n, _)| *n == name).unwrap().1;
             let g = grads
@@ -186,19 +210,53 @@ fn chunked_logprobs_equal_the_full_log_softmax_in_value_and_gradient() {
 
 #[test]
 fn activation_checkpointing_gives_the_same_loss_and_gradients() {
-    let lm = common::load("tiny-qwen2", DType::F64);
-    let (map, vars) = vars_of(&lm.weights);
-    let plain = Model::from_tensors(&lm.cfg, &map, &Device::Cpu).unwrap();
-    let mut ckpt = plain.clone();
-    ckpt.enable_checkpointing();
-    let (l1, l2) = (loss(&plain), loss(&ckpt));
+    for (shared, fused) in [(true, true), (true, false), (false, true)] {
+        let lm = common::load("tiny-qwen2", DType::F64);
+        let (map, vars) = vars_of(&lm.weights);
+        let mut plain = Model::from_tensors(&lm.cfg, &map, &Device::Cpu).unwrap();
+        plain.set_fused_blocks(fused);
+        let mut ckpt = plain.clone();
+        ckpt.enable_checkpointing();
+        same_loss_and_gradients(&plain, &ckpt, &vars, shared, 1e-12);
+    }
+}
+
+/// The hand-written block backward against candle's autograd through every op, for
+/// both layouts, plain and checkpointed.
+#[test]
+fn fused_blocks_give_autograd_gradients() {
+    for fixture in ["tiny-qwen2", "tiny-llama"] {
+        for (shared, ckpt) in [(false, false), (true, false), (true, true)] {
+            let lm = common::load(fixture, DType::F64);
+            let (map, vars) = vars_of(&lm.weights);
+            let mut autograd = Model::from_tensors(&lm.cfg, &map, &Device::Cpu).unwrap();
+            autograd.set_fused_blocks(false);
+            let mut fused = autograd.clone();
+            fused.set_fused_blocks(true);
+            if ckpt {
+                fused.enable_checkpointing();
+            }
+            same_loss_and_gradients(&autograd, &fused, &vars, shared, 1e-11);
+        }
+    }
+}
+
+fn same_loss_and_gradients(
+    plain: &Model,
+    other: &Model,
+    vars: &[(String, Var)],
+    shared: bool,
+    tol: f64,
+) {
+    let ckpt = other;
+    let (l1, l2) = (loss(plain, shared), loss(ckpt, shared));
     assert_eq!(
         l1.to_scalar::<f64>().unwrap(),
         l2.to_scalar::<f64>().unwrap()
     );
     let g1 = plain.backward(&l1).unwrap();
     let g2 = ckpt.backward(&l2).unwrap();
-    for (name, v) in &vars {
+    for (name, v) in vars {
         let a = g1
             .get(v.as_tensor())
             .unwrap_or_else(|| panic!("no plain gradient for {name}"));
@@ -213,7 +271,7 @@ fn activation_checkpointing_gives_the_same_loss_and_gradients() {
             .unwrap()
             .to_scalar()
             .unwrap();
-        assert!(d < 1e-12, "{name}: gradients differ by {d}");
+        assert!(d < tol, "{name}: gradients differ by {d}");
     }
 }
 

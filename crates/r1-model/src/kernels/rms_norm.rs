@@ -150,28 +150,29 @@ impl CustomOp2 for RmsNorm {
             let (dx, dw) = super::cuda::rms_norm_bwd(x, w, g, self.eps)?;
             return Ok((Some(dx), w.track_op().then_some(dw)));
         }
-        fn run<T: Real>(
-            x: &Tensor,
-            w: &Tensor,
-            g: &Tensor,
-            eps: f64,
-        ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let (dx, dw) = with_data::<T, _>(x, |xs| {
-                with_data::<T, _>(w, |ws| {
-                    with_data::<T, _>(g, |gs| Ok(backward(xs, ws, gs, eps)))
-                })
-            })?;
-            // A frozen weight (LoRA training) gets no gradient, as with candle's ops.
-            let dw = match w.track_op() {
-                true => Some(Tensor::from_vec(dw, w.shape(), w.device())?),
-                false => None,
-            };
-            Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), dw))
-        }
-        match x.dtype() {
-            candle_core::DType::F32 => run::<f32>(x, w, g, self.eps),
-            candle_core::DType::F64 => run::<f64>(x, w, g, self.eps),
-            d => bail!("rms_norm: no fused backward for {d:?}"),
-        }
+        let (dx, dw) = cpu_grads(x, w, g, self.eps)?;
+        // A frozen weight (LoRA training) gets no gradient, as with candle's ops.
+        Ok((Some(dx), w.track_op().then_some(dw)))
+    }
+}
+
+/// The CPU backward pass as plain tensors: `(∂x, ∂w)` for RMSNorm of `x` with weight
+/// `w` given the output's gradient `g` (f32/f64).
+pub(crate) fn cpu_grads(x: &Tensor, w: &Tensor, g: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+    fn run<T: Real>(x: &Tensor, w: &Tensor, g: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+        let (dx, dw) = with_data::<T, _>(x, |xs| {
+            with_data::<T, _>(w, |ws| {
+                with_data::<T, _>(g, |gs| Ok(backward(xs, ws, gs, eps)))
+            })
+        })?;
+        Ok((
+            Tensor::from_vec(dx, x.shape(), x.device())?,
+            Tensor::from_vec(dw, w.shape(), w.device())?,
+        ))
+    }
+    match x.dtype() {
+        candle_core::DType::F32 => run::<f32>(x, w, g, eps),
+        candle_core::DType::F64 => run::<f64>(x, w, g, eps),
+        d => bail!("rms_norm: no fused backward for {d:?}"),
     }
 }

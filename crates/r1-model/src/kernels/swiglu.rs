@@ -118,23 +118,26 @@ impl CustomOp2 for SwiGlu {
             let (dg, du) = super::cuda::swiglu_bwd(g, u, dh)?;
             return Ok((Some(dg), Some(du)));
         }
-        fn run<T: Real>(
-            g: &Tensor,
-            u: &Tensor,
-            dh: &Tensor,
-        ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let (dg, du) = with_data::<T, _>(g, |gs| {
-                with_data::<T, _>(u, |us| with_data::<T, _>(dh, |ds| Ok(backward(gs, us, ds))))
-            })?;
-            Ok((
-                Some(Tensor::from_vec(dg, g.shape(), g.device())?),
-                Some(Tensor::from_vec(du, u.shape(), u.device())?),
-            ))
-        }
-        match g.dtype() {
-            candle_core::DType::F32 => run::<f32>(g, u, dh),
-            candle_core::DType::F64 => run::<f64>(g, u, dh),
-            d => bail!("swiglu: no fused backward for {d:?}"),
-        }
+        let (dg, du) = cpu_grads(g, u, dh)?;
+        Ok((Some(dg), Some(du)))
+    }
+}
+
+/// The CPU backward pass as plain tensors: `(∂gate, ∂up)` given the output's gradient
+/// `dh` (f32/f64).
+pub(crate) fn cpu_grads(g: &Tensor, u: &Tensor, dh: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn run<T: Real>(g: &Tensor, u: &Tensor, dh: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (dg, du) = with_data::<T, _>(g, |gs| {
+            with_data::<T, _>(u, |us| with_data::<T, _>(dh, |ds| Ok(backward(gs, us, ds))))
+        })?;
+        Ok((
+            Tensor::from_vec(dg, g.shape(), g.device())?,
+            Tensor::from_vec(du, u.shape(), u.device())?,
+        ))
+    }
+    match g.dtype() {
+        candle_core::DType::F32 => run::<f32>(g, u, dh),
+        candle_core::DType::F64 => run::<f64>(g, u, dh),
+        d => bail!("swiglu: no fused backward for {d:?}"),
     }
 }
