@@ -33,11 +33,10 @@ use std::sync::Mutex;
 /// Whether `block` can train as one fused op on `x`: CPU f32/f64 with the fused
 /// kernels on, every weight trainable, no LoRA adapters.
 pub(crate) fn fits(block: &Block, x: &Tensor) -> bool {
-    let linears = linears(block);
     kernels::supported(x)
         && block.input_norm.is_variable()
         && block.post_norm.is_variable()
-        && linears.iter().all(|l| {
+        && block.linears().iter().all(|l| {
             l.lora.is_none()
                 && l.weight.is_variable()
                 && l.bias.as_ref().is_none_or(|b| b.is_variable())
@@ -51,18 +50,6 @@ pub(crate) fn autograd_forced() -> bool {
     *ON.get_or_init(|| std::env::var("R1_AUTOGRAD_BLOCKS").is_ok_and(|v| v == "1"))
 }
 
-fn linears(b: &Block) -> [&Linear; 7] {
-    [
-        &b.attn.q,
-        &b.attn.k,
-        &b.attn.v,
-        &b.attn.o,
-        &b.mlp.gate,
-        &b.mlp.up,
-        &b.mlp.down,
-    ]
-}
-
 /// Runs `block` on `x` `[b, t, h]` (training, no cache) as one op whose backward pass
 /// deposits the weights' gradients in `sink` and returns the input's. Check [`fits`]
 /// first.
@@ -73,13 +60,7 @@ pub(crate) fn block(
     input: &AttnInput,
     sink: &GradSink,
 ) -> Result<Tensor> {
-    let op = FusedBlock {
-        cfg: cfg.clone(),
-        block: block.clone(),
-        input: input.detached()?,
-        sink: sink.clone(),
-        saved: Mutex::new(None),
-    };
+    let op = FusedBlock::new(cfg, block, input, sink)?;
     // The anchor (a trainable weight) keeps the op in the graph even when `x` is not
     // tracked; its real gradient goes to the sink with the others'.
     let anchor = block.post_norm.clone();
@@ -97,14 +78,7 @@ pub(crate) fn recompute_backward(
     sink: &GradSink,
     dy: &Tensor,
 ) -> Result<Tensor> {
-    let op = FusedBlock {
-        cfg: cfg.clone(),
-        block: block.clone(),
-        input: input.detached()?,
-        sink: sink.clone(),
-        saved: Mutex::new(None),
-    };
-    op.forward_backward(x, dy)
+    FusedBlock::new(cfg, block, input, sink)?.forward_backward(x, dy)
 }
 
 struct FusedBlock {
@@ -138,6 +112,16 @@ fn dense(l: &Linear, x: &Tensor) -> Result<Tensor> {
 }
 
 impl FusedBlock {
+    fn new(cfg: &ModelConfig, block: &Block, input: &AttnInput, sink: &GradSink) -> Result<Self> {
+        Ok(FusedBlock {
+            cfg: cfg.clone(),
+            block: block.clone(),
+            input: input.detached()?,
+            sink: sink.clone(),
+            saved: Mutex::new(None),
+        })
+    }
+
     fn eps(&self) -> f64 {
         self.cfg.rms_norm_eps
     }

@@ -28,6 +28,14 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
+impl Block {
+    /// The block's projections in forward order (q, k, v, o, gate, up, down).
+    pub fn linears(&self) -> [&Linear; 7] {
+        let (a, m) = (&self.attn, &self.mlp);
+        [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+    }
+}
+
 /// Weights by their Hugging Face names; what loaders produce and savers consume.
 pub type NamedTensors = HashMap<String, Tensor>;
 
@@ -208,10 +216,7 @@ impl Model {
 
     /// Every block's projections, in forward order (q, k, v, o, gate, up, down).
     pub fn linears(&self) -> impl Iterator<Item = &Linear> {
-        self.blocks.iter().flat_map(|b| {
-            let (a, m) = (&b.attn, &b.mlp);
-            [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
-        })
+        self.blocks.iter().flat_map(Block::linears)
     }
 
     pub fn device(&self) -> &Device {

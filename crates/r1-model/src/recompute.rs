@@ -61,15 +61,7 @@ struct CheckpointedBlock {
 
 fn weights(b: &Block) -> Vec<&Tensor> {
     let mut w = vec![&b.input_norm, &b.post_norm];
-    for lin in [
-        &b.attn.q,
-        &b.attn.k,
-        &b.attn.v,
-        &b.attn.o,
-        &b.mlp.gate,
-        &b.mlp.up,
-        &b.mlp.down,
-    ] {
+    for lin in b.linears() {
         w.push(&lin.weight);
         if let Some(bias) = &lin.bias {
             w.push(bias);
