@@ -51,6 +51,32 @@ impl DeviceArgs {
     }
 }
 
+/// The device and dtype a config's `device` and `dtype` keys name, parsed as the flags
+/// are (the same errors).
+pub fn from_config(device: &str, dtype: &str) -> Result<(Device, DType)> {
+    let d = DeviceArgs {
+        device: device.to_string(),
+        dtype: dtype.to_string(),
+    };
+    Ok((d.device()?, d.dtype()?))
+}
+
+/// For commands driven by a config file: `--device` and `--dtype`, when given, replace
+/// the config's `device` and `dtype`.
+pub fn apply_flags(
+    device: &mut String,
+    dtype: &mut String,
+    flag_device: Option<&String>,
+    flag_dtype: Option<&String>,
+) {
+    if let Some(d) = flag_device {
+        *device = d.clone();
+    }
+    if let Some(d) = flag_dtype {
+        *dtype = d.clone();
+    }
+}
+
 /// candle records and waits on CUDA events around every use of a GPU buffer, so that a
 /// buffer shared between streams is safe. r1 drives a GPU from one thread on one
 /// stream, where those are two extra driver calls per kernel argument, on a decode

@@ -113,12 +113,12 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(s) = a.max_steps {
         cfg.sft.max_steps = s;
     }
-    if let Some(d) = &a.device {
-        cfg.device = d.clone();
-    }
-    if let Some(d) = &a.dtype {
-        cfg.dtype = d.clone();
-    }
+    crate::device::apply_flags(
+        &mut cfg.device,
+        &mut cfg.dtype,
+        a.device.as_ref(),
+        a.dtype.as_ref(),
+    );
     // A device or dtype this build cannot use fails before anything is written.
     device(&cfg)?;
     std::fs::create_dir_all(&a.output).with_context(|| format!("{}", a.output.display()))?;
@@ -127,11 +127,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn device(cfg: &DistillConfig) -> Result<(candle_core::Device, candle_core::DType)> {
-    let d = crate::device::DeviceArgs {
-        device: cfg.device.clone(),
-        dtype: cfg.dtype.clone(),
-    };
-    Ok((d.device()?, d.dtype()?))
+    crate::device::from_config(&cfg.device, &cfg.dtype)
 }
 
 /// Fails before any work when an input the remaining stages need is missing or bad:

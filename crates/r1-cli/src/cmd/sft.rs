@@ -84,12 +84,12 @@ fn effective_config(a: &Args) -> Result<SftConfig> {
     if let Some(v) = a.save_steps {
         cfg.save_steps = v;
     }
-    if let Some(d) = &a.device {
-        cfg.device = d.clone();
-    }
-    if let Some(d) = &a.dtype {
-        cfg.dtype = d.clone();
-    }
+    crate::device::apply_flags(
+        &mut cfg.device,
+        &mut cfg.dtype,
+        a.device.as_ref(),
+        a.dtype.as_ref(),
+    );
     cfg.validate()?;
     Ok(cfg)
 }
@@ -141,11 +141,7 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
     // Read the data before loading the model: a bad line fails in a second.
     let examples = load_sft_jsonl(&data_path)?;
     // A device or dtype this build cannot use fails before the output folder exists.
-    let dev = crate::device::DeviceArgs {
-        device: cfg.device.clone(),
-        dtype: cfg.dtype.clone(),
-    };
-    let (device, dtype) = (dev.device()?, dev.dtype()?);
+    let (device, dtype) = crate::device::from_config(&cfg.device, &cfg.dtype)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (lm, state) = if resume {
         let (lm, ckpt, st) = checkpoint::resume(

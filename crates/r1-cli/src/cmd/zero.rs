@@ -167,12 +167,12 @@ fn effective_config(a: &Args) -> Result<ZeroConfig> {
     if a.model.is_some() {
         cfg.model = a.model.clone();
     }
-    if let Some(d) = &a.device {
-        cfg.device = d.clone();
-    }
-    if let Some(d) = &a.dtype {
-        cfg.dtype = d.clone();
-    }
+    crate::device::apply_flags(
+        &mut cfg.device,
+        &mut cfg.dtype,
+        a.device.as_ref(),
+        a.dtype.as_ref(),
+    );
     let g = &mut cfg.grpo;
     if let Some(v) = a.max_steps {
         g.max_steps = v;
@@ -349,11 +349,7 @@ pub fn train(cfg: ZeroConfig, dir: &Path, resume: bool) -> Result<()> {
 pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> Result<()> {
     let dir = dir.to_path_buf();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dev = crate::device::DeviceArgs {
-        device: cfg.device.clone(),
-        dtype: cfg.dtype.clone(),
-    };
-    let (device, dtype) = (dev.device()?, dev.dtype()?);
+    let (device, dtype) = crate::device::from_config(&cfg.device, &cfg.dtype)?;
 
     // Model: the checkpoint when resuming, else the configured one.
     let (lm, state) = match resume.then_some(&dir) {

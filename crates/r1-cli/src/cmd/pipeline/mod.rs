@@ -43,12 +43,12 @@ pub fn run(a: Args) -> Result<()> {
         (None, Some(p)) => (load_toml(p)?, a.output.clone()),
         (None, None) => bail!("r1 pipeline needs --config FILE (or --resume DIR)"),
     };
-    if let Some(d) = &a.device {
-        cfg.device = d.clone();
-    }
-    if let Some(d) = &a.dtype {
-        cfg.dtype = d.clone();
-    }
+    crate::device::apply_flags(
+        &mut cfg.device,
+        &mut cfg.dtype,
+        a.device.as_ref(),
+        a.dtype.as_ref(),
+    );
     if a.print_config {
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
@@ -62,12 +62,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     check_inputs(&cfg)?;
     // A device or dtype this build cannot use fails before anything is written.
-    let d = crate::device::DeviceArgs {
-        device: cfg.device.clone(),
-        dtype: cfg.dtype.clone(),
-    };
-    d.device()?;
-    d.dtype()?;
+    crate::device::from_config(&cfg.device, &cfg.dtype)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     if a.resume.is_none() {
         std::fs::write(dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
@@ -112,10 +107,7 @@ pub fn check_inputs(cfg: &PipelineConfig) -> Result<()> {
 
 /// Runs every stage not yet complete, then writes the report.
 pub fn pipeline(cfg: &PipelineConfig, dir: &Path) -> Result<()> {
-    let d = crate::device::DeviceArgs {
-        device: cfg.device.clone(),
-        dtype: cfg.dtype.clone(),
-    };
+    let (device, dtype) = crate::device::from_config(&cfg.device, &cfg.dtype)?;
     let task = r1_tasks::load_task(&cfg.task, cfg.reasoning_rl.grpo.seed)?;
     let mut eval = match &cfg.eval.data {
         Some(p) => r1_tasks::load_jsonl(p)?,
@@ -125,8 +117,8 @@ pub fn pipeline(cfg: &PipelineConfig, dir: &Path) -> Result<()> {
     let ctx = Ctx {
         cfg,
         dir: dir.to_path_buf(),
-        device: d.device()?,
-        dtype: d.dtype()?,
+        device,
+        dtype,
         task,
         eval,
     };
