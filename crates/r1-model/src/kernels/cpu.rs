@@ -92,7 +92,7 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
         static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
         let level = *LEVEL.get_or_init(|| {
             let fma = is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2");
-            if fma && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+            if fma && has_avx512() {
                 2
             } else if fma {
                 1
