@@ -26,8 +26,8 @@ use crate::config::ModelConfig;
 use crate::kernels;
 use crate::layers::{swiglu, Linear, Mode};
 use crate::model::{attention_core, AttnInput, Block};
-use crate::recompute::GradSink;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor, Var};
+use crate::recompute::{cpu_input, cpu_output, GradSink};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, Var};
 use std::sync::Mutex;
 
 /// Whether `block` can train as one fused op on `x`: CPU f32/f64 with the fused
@@ -238,21 +238,6 @@ fn rows(t: &Tensor) -> Result<Tensor> {
     t.detach().reshape((t.elem_count() / h, h))
 }
 
-/// The contiguous rows of a CPU storage as a `[N, h]` tensor (a copy).
-fn rows_of(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("fused block: input must be contiguous");
-    };
-    let h = *l.dims().last().expect("3-D input");
-    let n = l.shape().elem_count() / h;
-    let dev = candle_core::Device::Cpu;
-    match s {
-        CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], (n, h), &dev),
-        CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], (n, h), &dev),
-        _ => candle_core::bail!("fused block: f32/f64 only"),
-    }
-}
-
 impl CustomOp2 for FusedBlock {
     fn name(&self) -> &'static str {
         "r1-fused-decoder-block"
@@ -265,13 +250,9 @@ impl CustomOp2 for FusedBlock {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = rows_of(s, l)?;
-        let y = self.forward(&x, l.dims())?.contiguous()?;
-        let (storage, _) = y.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(c) => Ok((c.clone(), l.shape().clone())),
-            _ => candle_core::bail!("fused block: output not on the CPU"),
-        }
+        let x = rows(&cpu_input(s, l, "fused block")?)?;
+        let y = self.forward(&x, l.dims())?;
+        cpu_output(&y.reshape(l.shape())?, "fused block")
     }
 
     fn bwd(

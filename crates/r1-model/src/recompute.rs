@@ -130,24 +130,9 @@ impl CustomOp2 for CheckpointedBlock {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = l.contiguous_offsets() else {
-            candle_core::bail!("checkpointed block: input must be contiguous");
-        };
-        let x = match s {
-            CpuStorage::F32(v) => {
-                Tensor::from_slice(&v[start..end], l.shape(), &candle_core::Device::Cpu)?
-            }
-            CpuStorage::F64(v) => {
-                Tensor::from_slice(&v[start..end], l.shape(), &candle_core::Device::Cpu)?
-            }
-            _ => candle_core::bail!("checkpointed block: f32/f64 only on CPU"),
-        };
-        let y = self.run(&detached(&self.block), &x)?.contiguous()?;
-        let (storage, layout) = y.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(c) => Ok((c.clone(), layout.shape().clone())),
-            _ => candle_core::bail!("checkpointed block: output not on the CPU"),
-        }
+        let x = cpu_input(s, l, "checkpointed block")?;
+        let y = self.run(&detached(&self.block), &x)?;
+        cpu_output(&y, "checkpointed block")
     }
 
     // On the GPU the input's device buffer becomes a tensor again (one device-side copy),
@@ -209,6 +194,30 @@ impl CustomOp2 for CheckpointedBlock {
         }
         // The anchor's real gradient is in the sink with the other weights'.
         Ok((g.get(x.as_tensor()).cloned(), None))
+    }
+}
+
+/// A block op's input: its contiguous CPU storage as a tensor of the layout's shape
+/// (a copy; f32/f64).
+pub(crate) fn cpu_input(s: &CpuStorage, l: &Layout, op: &str) -> Result<Tensor> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous");
+    };
+    let dev = candle_core::Device::Cpu;
+    match s {
+        CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], l.shape(), &dev),
+        CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], l.shape(), &dev),
+        _ => candle_core::bail!("{op}: f32/f64 only on the CPU"),
+    }
+}
+
+/// A block op's output: `y`'s elements as a CPU storage (a copy), with its shape.
+pub(crate) fn cpu_output(y: &Tensor, op: &str) -> Result<(CpuStorage, Shape)> {
+    let y = y.contiguous()?;
+    let (storage, layout) = y.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(c) => Ok((c.clone(), layout.shape().clone())),
+        _ => candle_core::bail!("{op}: output not on the CPU"),
     }
 }
 
