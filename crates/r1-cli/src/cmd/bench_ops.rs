@@ -9,8 +9,8 @@ use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
 use r1_model::layers::{attention_probs_composite, rms_norm_composite, rope_composite};
 use r1_model::logprobs::{token_logprobs, DEFAULT_CHUNK_ROWS};
-use r1_model::model::causal_mask;
-use r1_model::{kernels, ModelConfig};
+use r1_model::model::{causal_mask, parameter_names, parameter_shape, positions};
+use r1_model::{kernels, Mode, Model, ModelConfig, NamedTensors};
 use std::time::Instant;
 
 /// Median seconds of `f` over a few runs, after one warm-up run, each until the device
@@ -259,6 +259,16 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
             c / f
         );
     }
+    if let Some((fused, autograd)) = block_fwd_bwd(cfg, batch, seq, dev)? {
+        println!(
+            "  {:<28} fwd+bwd: fused {:>7.1} ms, autograd {:>6.1} ms ({:.1}x)",
+            "decoder block (1 layer)",
+            fused * 1e3,
+            autograd * 1e3,
+            autograd / fused
+        );
+        composite.push(serde_json::json!({"op": "decoder block (1 layer, with embedding and final norm)", "fused_ms": fused * 1e3, "autograd_ms": autograd * 1e3}));
+    }
     println!(
         "\n  {:<58} {:>5} {:>9} {:>9} {:>8}",
         "op (one call)", "calls", "ms/call", "s/step", "GFLOP/s"
@@ -288,4 +298,45 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
         "sum (the rest: residual adds, embedding, grad bookkeeping, AdamW)", "", "", total
     );
     Ok(serde_json::json!({"ops": json_rows, "sum_s": total, "fused_vs_composite": composite}))
+}
+
+/// Seconds for forward + backward of a one-layer model with random weights at the
+/// step's shape, its block trained as one op with the hand-written backward and through
+/// candle's autograd (embedding and final norm alike in both); `None` where the fused
+/// block does not run (a GPU, or dtypes other than f32/f64).
+fn block_fwd_bwd(
+    cfg: &ModelConfig,
+    batch: usize,
+    seq: usize,
+    dev: &Device,
+) -> Result<Option<(f64, f64)>> {
+    if !kernels::supported(&randn(&[1], dev)?) {
+        return Ok(None);
+    }
+    let mut one = cfg.clone();
+    one.num_hidden_layers = 1;
+    let mut named = NamedTensors::new();
+    for name in parameter_names(&one) {
+        let w = (randn(&parameter_shape(&one, &name), dev)? * 0.05)?;
+        named.insert(name, Var::from_tensor(&w)?.as_tensor().clone());
+    }
+    let mut model = Model::from_tensors(&one, &named, dev)?;
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|i| (i * 7919 % cfg.vocab_size) as u32)
+        .collect();
+    let ids = Tensor::from_vec(ids, (batch, seq), dev)?;
+    let pad = vec![0; batch];
+    let pos = positions(&pad, 0, seq, dev)?;
+    let mask = causal_mask(&pad, 0, seq, dev)?;
+    let w = randn(&[batch, seq, cfg.hidden_size], dev)?;
+    let mut secs = [0.0; 2];
+    for (i, fused) in [true, false].into_iter().enumerate() {
+        model.set_fused_blocks(fused);
+        secs[i] = time(dev, || {
+            let h = model.forward(&ids, &pos, Some(&mask), None, Mode::Train)?;
+            let _ = model.backward(&(h * &w)?.sum_all()?)?;
+            Ok(())
+        })?;
+    }
+    Ok(Some((secs[0], secs[1])))
 }
