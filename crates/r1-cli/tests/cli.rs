@@ -177,7 +177,8 @@ fn bad_flags_and_prompt_files_are_named() {
             "{err}"
         );
     }
-    assert!(!Path::new(out).join("metrics.jsonl").exists());
+    // Nothing is written, not even an empty output folder.
+    assert!(!Path::new(out).exists(), "zero created {out}");
 }
 
 #[test]

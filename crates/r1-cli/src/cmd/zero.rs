@@ -348,8 +348,9 @@ pub fn train(cfg: ZeroConfig, dir: &Path, resume: bool) -> Result<()> {
 /// [`train`] with [`Overrides`].
 pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> Result<()> {
     let dir = dir.to_path_buf();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A device or dtype this build cannot use fails before the output folder exists.
     let (device, dtype) = crate::device::from_config(&cfg.device, &cfg.dtype)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     // Model: the checkpoint when resuming, else the configured one.
     let (lm, state) = match resume.then_some(&dir) {
