@@ -52,7 +52,8 @@ pub struct Model {
     /// gradients.
     recompute: Option<GradSink>,
     /// Collects the weight gradients of blocks trained as fused ops
-    /// ([`crate::block_backward`]).
+    /// ([`crate::block_backward`]). A clone shares it (as it shares the weights), so
+    /// two clones' backward passes should not run at the same time.
     block_grads: GradSink,
     /// Whether `Mode::Train` blocks may run as fused ops (see [`Model::set_fused_blocks`]).
     fused_blocks: bool,
