@@ -26,7 +26,7 @@ use crate::config::ModelConfig;
 use crate::kernels;
 use crate::layers::{swiglu, Linear, Mode};
 use crate::model::{attention_core, AttnInput, Block};
-use crate::recompute::{cpu_input, cpu_output, GradSink};
+use crate::recompute::{cpu_input, cpu_output, detached, GradSink};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, Var};
 use std::sync::Mutex;
 
@@ -83,7 +83,10 @@ pub(crate) fn recompute_backward(
 
 struct FusedBlock {
     cfg: ModelConfig,
+    /// The block as the graph knows it (its weights' ids key the gradients), and the
+    /// same weights detached, which the passes compute with so they record no graph.
     block: Block,
+    plain: Block,
     input: AttnInput,
     sink: GradSink,
     saved: Mutex<Option<Saved>>,
@@ -102,20 +105,12 @@ struct Saved {
     up: Tensor,
 }
 
-/// `x·Wᵀ (+ b)` for rows `x` `[N, in]`, no graph.
-fn dense(l: &Linear, x: &Tensor) -> Result<Tensor> {
-    let y = x.matmul(&l.weight.detach().t()?)?;
-    match &l.bias {
-        Some(b) => y.broadcast_add(&b.detach()),
-        None => Ok(y),
-    }
-}
-
 impl FusedBlock {
     fn new(cfg: &ModelConfig, block: &Block, input: &AttnInput, sink: &GradSink) -> Result<Self> {
         Ok(FusedBlock {
             cfg: cfg.clone(),
             block: block.clone(),
+            plain: detached(block),
             input: input.detached()?,
             sink: sink.clone(),
             saved: Mutex::new(None),
@@ -128,25 +123,21 @@ impl FusedBlock {
 
     /// The forward pass on rows `x` `[N, h]` of a `dims` input; saves for the backward.
     fn forward(&self, x: &Tensor, dims: &[usize]) -> Result<Tensor> {
-        let b = &self.block;
-        let n1 = kernels::rms_norm::rms_norm(x, &b.input_norm.detach(), self.eps())?;
-        let unflat = |t: Tensor| -> Result<Tensor> {
-            let mut d = dims.to_vec();
-            *d.last_mut().expect("3-D input") = t.dim(1)?;
-            t.reshape(d)
-        };
-        let q = Var::from_tensor(&unflat(dense(&b.attn.q, &n1)?)?)?;
-        let k = Var::from_tensor(&unflat(dense(&b.attn.k, &n1)?)?)?;
-        let v = Var::from_tensor(&unflat(dense(&b.attn.v, &n1)?)?)?;
+        let (p, train) = (&self.plain, Mode::Train);
+        let n1 = kernels::rms_norm::rms_norm(x, &p.input_norm, self.eps())?.reshape(dims)?;
+        let [q, k, v] = Linear::forward_many([&p.attn.q, &p.attn.k, &p.attn.v], &n1, train)?;
+        let (q, k, v) = (
+            Var::from_tensor(&q)?,
+            Var::from_tensor(&k)?,
+            Var::from_tensor(&v)?,
+        );
         drop(n1);
-        let attn_out = attention_core(&self.cfg, &q, &k, &v, &self.input, Mode::Train)?;
-        let a = attn_out.detach().flatten_to(attn_out.rank() - 2)?;
-        let mid = (x + dense(&b.attn.o, &a)?)?;
-        let n2 = kernels::rms_norm::rms_norm(&mid, &b.post_norm.detach(), self.eps())?;
-        let gate = dense(&b.mlp.gate, &n2)?;
-        let up = dense(&b.mlp.up, &n2)?;
+        let attn_out = attention_core(&self.cfg, &q, &k, &v, &self.input, train)?;
+        let mid = (x + rows(&p.attn.o.forward(&attn_out.detach(), train)?)?)?;
+        let n2 = kernels::rms_norm::rms_norm(&mid, &p.post_norm, self.eps())?;
+        let [gate, up] = Linear::forward_many([&p.mlp.gate, &p.mlp.up], &n2, train)?;
         drop(n2);
-        let y = (&mid + dense(&b.mlp.down, &swiglu(&gate, &up)?)?)?;
+        let y = (&mid + p.mlp.down.forward(&swiglu(&gate, &up)?, train)?)?;
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Saved {
             q,
             k,
@@ -165,51 +156,49 @@ impl FusedBlock {
         let Some(s) = self.saved.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             candle_core::bail!("fused block: backward pass before the forward one");
         };
-        let b = &self.block;
+        let (b, p) = (&self.block, &self.plain);
         let eps = self.eps();
         // The normalised inputs are recomputed (one cheap pass each) instead of kept.
-        let n2 = kernels::rms_norm::rms_norm(&s.mid, &b.post_norm.detach(), eps)?;
+        let n2 = kernels::rms_norm::rms_norm(&s.mid, &p.post_norm, eps)?;
         // MLP.
         let act = swiglu(&s.gate, &s.up)?;
         self.weight_grad(&b.mlp.down, dy, &act)?;
         drop(act);
-        let d_act = dy.matmul(&b.mlp.down.weight.detach())?;
+        let d_act = dy.matmul(&p.mlp.down.weight)?;
         let (d_gate, d_up) = kernels::swiglu::cpu_grads(&s.gate, &s.up, &d_act)?;
         drop(d_act);
         self.weight_grad(&b.mlp.gate, &d_gate, &n2)?;
         self.weight_grad(&b.mlp.up, &d_up, &n2)?;
         drop(n2);
-        let d_n2 = (d_gate.matmul(&b.mlp.gate.weight.detach())?
-            + d_up.matmul(&b.mlp.up.weight.detach())?)?;
+        let d_n2 = (d_gate.matmul(&p.mlp.gate.weight)? + d_up.matmul(&p.mlp.up.weight)?)?;
         drop((d_gate, d_up));
-        let (d_mid, d_w2) =
-            kernels::rms_norm::cpu_grads(&s.mid, &b.post_norm.detach(), &d_n2, eps)?;
+        let (d_mid, d_w2) = kernels::rms_norm::cpu_grads(&s.mid, &p.post_norm, &d_n2, eps)?;
         self.sink.add(b.post_norm.id(), d_w2)?;
         let d_mid = (d_mid + dy)?;
         // Attention: the output projection by hand, the core through its local graph.
-        let a = s.attn_out.detach().flatten_to(s.attn_out.rank() - 2)?;
+        let a = rows(&s.attn_out)?;
         self.weight_grad(&b.attn.o, &d_mid, &a)?;
         let d_a = d_mid
-            .matmul(&b.attn.o.weight.detach())?
+            .matmul(&p.attn.o.weight)?
             .reshape(s.attn_out.shape())?;
         let g = s.attn_out.mul(&d_a)?.sum_all()?.backward()?;
+        // Every projection feeds the attention core, so each has a gradient.
         let flat = |v: &Var| -> Result<Tensor> {
             match g.get(v.as_tensor()) {
-                Some(t) => t.flatten_to(t.rank() - 2),
-                None => Tensor::zeros((x.dim(0)?, v.dim(2)?), x.dtype(), x.device()),
+                Some(t) => rows(t),
+                None => candle_core::bail!("fused block: a q/k/v projection got no gradient"),
             }
         };
         let (dq, dk, dv) = (flat(&s.q)?, flat(&s.k)?, flat(&s.v)?);
         drop(g);
-        let n1 = kernels::rms_norm::rms_norm(x, &b.input_norm.detach(), eps)?;
+        let n1 = kernels::rms_norm::rms_norm(x, &p.input_norm, eps)?;
         self.weight_grad(&b.attn.q, &dq, &n1)?;
         self.weight_grad(&b.attn.k, &dk, &n1)?;
         self.weight_grad(&b.attn.v, &dv, &n1)?;
         drop(n1);
-        let d_n1 = ((dq.matmul(&b.attn.q.weight.detach())?
-            + dk.matmul(&b.attn.k.weight.detach())?)?
-            + dv.matmul(&b.attn.v.weight.detach())?)?;
-        let (dx, d_w1) = kernels::rms_norm::cpu_grads(x, &b.input_norm.detach(), &d_n1, eps)?;
+        let d_n1 = ((dq.matmul(&p.attn.q.weight)? + dk.matmul(&p.attn.k.weight)?)?
+            + dv.matmul(&p.attn.v.weight)?)?;
+        let (dx, d_w1) = kernels::rms_norm::cpu_grads(x, &p.input_norm, &d_n1, eps)?;
         self.sink.add(b.input_norm.id(), d_w1)?;
         dx + d_mid
     }

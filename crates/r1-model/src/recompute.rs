@@ -74,7 +74,8 @@ fn weights(b: &Block) -> Vec<&Tensor> {
     w
 }
 
-fn detached(b: &Block) -> Block {
+/// `b` with every weight detached (no graph recorded when computing with it).
+pub(crate) fn detached(b: &Block) -> Block {
     let mut d = b.clone();
     let det = |t: &mut Tensor| *t = t.detach();
     det(&mut d.input_norm);
