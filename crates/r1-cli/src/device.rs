@@ -61,19 +61,27 @@ pub fn from_config(device: &str, dtype: &str) -> Result<(Device, DType)> {
     Ok((d.device()?, d.dtype()?))
 }
 
-/// For commands driven by a config file: `--device` and `--dtype`, when given, replace
-/// the config's `device` and `dtype`.
-pub fn apply_flags(
-    device: &mut String,
-    dtype: &mut String,
-    flag_device: Option<&String>,
-    flag_dtype: Option<&String>,
-) {
-    if let Some(d) = flag_device {
-        *device = d.clone();
-    }
-    if let Some(d) = flag_dtype {
-        *dtype = d.clone();
+/// `--device` and `--dtype` for commands driven by a config file: when given, they
+/// replace the config's `device` and `dtype`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceOverride {
+    /// cpu, cuda or cuda:N (overrides the config's `device`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// f32, bf16 or f16 (overrides the config's `dtype`).
+    #[arg(long)]
+    pub dtype: Option<String>,
+}
+
+impl DeviceOverride {
+    /// Writes the flags that were given over a config's `device` and `dtype`.
+    pub fn apply(&self, device: &mut String, dtype: &mut String) {
+        if let Some(d) = &self.device {
+            *device = d.clone();
+        }
+        if let Some(d) = &self.dtype {
+            *dtype = d.clone();
+        }
     }
 }
 

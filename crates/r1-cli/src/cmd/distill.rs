@@ -83,12 +83,8 @@ pub struct Args {
     /// SFT optimizer steps (-1: from the epochs).
     #[arg(long, allow_negative_numbers = true)]
     max_steps: Option<i64>,
-    /// cpu, cuda or cuda:N (overrides the config's `device`).
-    #[arg(long)]
-    device: Option<String>,
-    /// f32, bf16 or f16 (overrides the config's `dtype`).
-    #[arg(long)]
-    dtype: Option<String>,
+    #[command(flatten)]
+    dev: crate::device::DeviceOverride,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -113,12 +109,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(s) = a.max_steps {
         cfg.sft.max_steps = s;
     }
-    crate::device::apply_flags(
-        &mut cfg.device,
-        &mut cfg.dtype,
-        a.device.as_ref(),
-        a.dtype.as_ref(),
-    );
+    a.dev.apply(&mut cfg.device, &mut cfg.dtype);
     // A device or dtype this build cannot use fails before anything is written.
     device(&cfg)?;
     std::fs::create_dir_all(&a.output).with_context(|| format!("{}", a.output.display()))?;

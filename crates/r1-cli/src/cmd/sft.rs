@@ -42,12 +42,8 @@ pub struct Args {
     seed: Option<u64>,
     #[arg(long)]
     save_steps: Option<usize>,
-    /// cpu, cuda or cuda:N (overrides the config's `device`).
-    #[arg(long)]
-    device: Option<String>,
-    /// f32, bf16 or f16 (overrides the config's `dtype`).
-    #[arg(long)]
-    dtype: Option<String>,
+    #[command(flatten)]
+    dev: crate::device::DeviceOverride,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -84,12 +80,7 @@ fn effective_config(a: &Args) -> Result<SftConfig> {
     if let Some(v) = a.save_steps {
         cfg.save_steps = v;
     }
-    crate::device::apply_flags(
-        &mut cfg.device,
-        &mut cfg.dtype,
-        a.device.as_ref(),
-        a.dtype.as_ref(),
-    );
+    a.dev.apply(&mut cfg.device, &mut cfg.dtype);
     cfg.validate()?;
     Ok(cfg)
 }

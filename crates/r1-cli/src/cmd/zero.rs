@@ -141,12 +141,8 @@ pub struct Args {
     /// A JSONL dataset (`prompt`/`question` + `answer`/`solution`) instead of a built-in task.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// cpu, cuda or cuda:N (overrides the config's `device`).
-    #[arg(long)]
-    device: Option<String>,
-    /// f32, bf16 or f16 (overrides the config's `dtype`).
-    #[arg(long)]
-    dtype: Option<String>,
+    #[command(flatten)]
+    dev: crate::device::DeviceOverride,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -167,12 +163,7 @@ fn effective_config(a: &Args) -> Result<ZeroConfig> {
     if a.model.is_some() {
         cfg.model = a.model.clone();
     }
-    crate::device::apply_flags(
-        &mut cfg.device,
-        &mut cfg.dtype,
-        a.device.as_ref(),
-        a.dtype.as_ref(),
-    );
+    a.dev.apply(&mut cfg.device, &mut cfg.dtype);
     let g = &mut cfg.grpo;
     if let Some(v) = a.max_steps {
         g.max_steps = v;

@@ -26,12 +26,8 @@ pub struct Args {
     /// Continue the run in this folder (its saved config.toml).
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// cpu, cuda or cuda:N (overrides the config's `device`).
-    #[arg(long)]
-    device: Option<String>,
-    /// f32, bf16 or f16 (overrides the config's `dtype`).
-    #[arg(long)]
-    dtype: Option<String>,
+    #[command(flatten)]
+    dev: crate::device::DeviceOverride,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -43,12 +39,7 @@ pub fn run(a: Args) -> Result<()> {
         (None, Some(p)) => (load_toml(p)?, a.output.clone()),
         (None, None) => bail!("r1 pipeline needs --config FILE (or --resume DIR)"),
     };
-    crate::device::apply_flags(
-        &mut cfg.device,
-        &mut cfg.dtype,
-        a.device.as_ref(),
-        a.dtype.as_ref(),
-    );
+    a.dev.apply(&mut cfg.device, &mut cfg.dtype);
     if a.print_config {
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
