@@ -224,7 +224,7 @@ pub(crate) fn attention_core(
     );
     let (np, lp, nc, lc) = (sp.prompts, sp.prompt_len, sp.rows, sp.completion_len);
     // Projections over the real tokens, then gathered into padded blocks.
-    let split = |t: Tensor| -> Result<(Tensor, Tensor)> {
+    let split = |t: &Tensor| -> Result<(Tensor, Tensor)> {
         let t = t.squeeze(0)?;
         let w = t.dim(1)?;
         Ok((
@@ -233,9 +233,9 @@ pub(crate) fn attention_core(
                 .reshape((nc, lc, w))?,
         ))
     };
-    let (qp, qc) = split(q.clone())?;
-    let (kp, kc) = split(k.clone())?;
-    let (vp, vc) = split(v.clone())?;
+    let (qp, qc) = split(q)?;
+    let (kp, kc) = split(k)?;
+    let (vp, vc) = split(v)?;
     let heads = |v: Tensor, b: usize, t: usize| -> Result<Tensor> {
         v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()
     };
