@@ -2,7 +2,9 @@
 //!
 //! - Each distinct prompt is encoded once; its cache rows are then copied to the `n`
 //!   samples that share it (a GRPO group shares its prompt).
-//! - Prompts of different lengths are left-padded, with per-row positions and masks.
+//! - Tokens that every prompt starts with (a system prompt) are encoded once too, then
+//!   each prompt's own tokens; rows of different lengths are padded between the two,
+//!   with per-row positions and masks.
 //! - A sequence that ends (EOS, stop string, length) leaves the batch at once, so it
 //!   stops costing compute.
 //! - Every sequence has its own RNG seeded from (seed, prompt, sample), so results do
@@ -12,7 +14,9 @@ use crate::sampling::{sample_token, SamplingParams};
 use crate::{Completion, FinishReason, RolloutEngine};
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use r1_model::model::{causal_mask, mask_value, positions};
+use r1_model::model::{
+    causal_mask, causal_mask_padded_at, mask_value, positions, positions_padded_at,
+};
 use r1_model::{KvCache, Mode, Model, Tokenizer};
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -34,6 +38,34 @@ struct Seq {
     logprobs: Vec<f32>,
     finish: Option<FinishReason>,
     stop_at: Option<usize>,
+}
+
+/// Below this many tokens common to every prompt, an extra pass to encode them once
+/// saves less than it costs.
+const MIN_SHARED_PREFIX: usize = 16;
+
+/// How many leading tokens all of several distinct prompts share (0 if fewer than
+/// [`MIN_SHARED_PREFIX`]), leaving every prompt at least one token of its own: the last
+/// prompt token's logits start each row's sampling.
+fn shared_prefix_len(prompts: &[Vec<u32>]) -> usize {
+    let Some((first, rest)) = prompts.split_first() else {
+        return 0;
+    };
+    if rest.is_empty() {
+        return 0;
+    }
+    let shortest = prompts.iter().map(|q| q.len()).min().unwrap_or(0);
+    let common = rest
+        .iter()
+        .map(|q| first.iter().zip(q).take_while(|(a, b)| a == b).count())
+        .min()
+        .unwrap_or(0)
+        .min(shortest.saturating_sub(1));
+    if common >= MIN_SHARED_PREFIX {
+        common
+    } else {
+        0
+    }
 }
 
 fn seq_seed(seed: u64, prompt: usize, sample: usize) -> u64 {
@@ -91,27 +123,38 @@ impl RolloutEngine for LocalEngine<'_> {
         if let Some(i) = prompts.iter().position(|q| q.is_empty()) {
             anyhow::bail!("prompt {i} is empty");
         }
-        let plen = prompts.iter().map(|q| q.len()).max().unwrap_or(0);
-        let pads: Vec<usize> = prompts.iter().map(|q| plen - q.len()).collect();
-        // Prefill the distinct prompts, left-padded.
-        let mut ids = Vec::with_capacity(prompts.len() * plen);
-        for q in prompts {
-            ids.extend(std::iter::repeat_n(0u32, plen - q.len()));
-            ids.extend_from_slice(q);
-        }
-        let ids = Tensor::from_vec(ids, (prompts.len(), plen), &device)?;
+        // Tokens every prompt starts with (a system prompt, a template's header) are
+        // encoded once and their cache rows copied; each row then holds
+        // `[shared | its padding | its own tokens]`.
+        let shared = shared_prefix_len(prompts);
+        let plen = prompts.iter().map(|q| q.len() - shared).max().unwrap_or(0);
+        let pads: Vec<usize> = prompts.iter().map(|q| plen - (q.len() - shared)).collect();
         let cfg = &model.cfg;
         let mut cache = KvCache::new(
             cfg.num_hidden_layers,
-            prompts.len(),
+            if shared > 0 { 1 } else { prompts.len() },
             cfg.num_key_value_heads,
             cfg.head_dim,
-            plen + p.max_new_tokens.max(1),
+            shared + plen + p.max_new_tokens.max(1),
             model.dtype(),
             &device,
         )?;
-        let pos = positions(&pads, 0, plen, &device)?;
-        let mask = causal_mask(&pads, 0, plen, &device)?;
+        if shared > 0 {
+            let ids = Tensor::from_vec(prompts[0][..shared].to_vec(), (1, shared), &device)?;
+            let pos = positions(&[0], 0, shared, &device)?;
+            let mask = causal_mask(&[0], 0, shared, &device)?;
+            model.forward(&ids, &pos, Some(&mask), Some(&mut cache), Mode::Infer)?;
+            cache.select_rows(&vec![0; prompts.len()])?;
+        }
+        // Prefill each prompt's own tokens, left-padded after the shared ones.
+        let mut ids = Vec::with_capacity(prompts.len() * plen);
+        for q in prompts {
+            ids.extend(std::iter::repeat_n(0u32, plen - (q.len() - shared)));
+            ids.extend_from_slice(&q[shared..]);
+        }
+        let ids = Tensor::from_vec(ids, (prompts.len(), plen), &device)?;
+        let pos = positions_padded_at(shared, &pads, shared, plen, &device)?;
+        let mask = causal_mask_padded_at(shared, &pads, shared, plen, &device)?;
         let hidden = model.forward(&ids, &pos, Some(&mask), Some(&mut cache), Mode::Infer)?;
         let last = hidden.narrow(1, plen - 1, 1)?.squeeze(1)?;
         let prompt_logits = self.logits(&last)?;
@@ -191,11 +234,12 @@ impl RolloutEngine for LocalEngine<'_> {
                 .collect();
             let ids = Tensor::from_vec(next, (b, 1), &device)?;
             let row_pads: Vec<usize> = active.iter().map(|&i| seqs[i].pad).collect();
-            let pos = positions(&row_pads, past, 1, &device)?;
+            let pos = positions_padded_at(shared, &row_pads, past, 1, &device)?;
             let neg = mask_value(DType::F32);
             let mut m = vec![0f32; b * (past + 1)];
             for (r, &pad) in row_pads.iter().enumerate() {
-                m[r * (past + 1)..r * (past + 1) + pad].fill(neg);
+                let from = r * (past + 1) + shared;
+                m[from..from + pad].fill(neg);
             }
             let mask = Tensor::from_vec(m, (b, 1, 1, past + 1), &device)?;
             let hidden = model.forward(&ids, &pos, Some(&mask), Some(&mut cache), Mode::Infer)?;

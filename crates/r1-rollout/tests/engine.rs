@@ -163,3 +163,63 @@ fn greedy_stops_on_stop_strings_eos_and_length() {
     assert_eq!(eos.finish_reason, FinishReason::Eos);
     assert_eq!(eos.token_ids, full.token_ids[..=first]);
 }
+
+#[test]
+fn prompts_with_a_common_start_encode_it_once_and_sample_as_alone() {
+    let lm = tiny();
+    let model = lm.model().unwrap();
+    let system =
+        "You are a helpful assistant. First think step by step, then put the answer in tags. ";
+    let ps: Vec<Vec<u32>> = [
+        "What is 2 + 3?",
+        "And a much longer question, with more words in it?",
+    ]
+    .iter()
+    .map(|q| lm.tokenizer.encode(&format!("{system}{q}"), false).unwrap())
+    .collect();
+    let common = ps[0].iter().zip(&ps[1]).take_while(|(a, b)| a == b).count();
+    assert!(
+        common >= 16,
+        "the prompts must share enough to be encoded once: {common}"
+    );
+    assert_ne!(ps[0].len(), ps[1].len(), "prompts must need padding");
+    let mut eng = LocalEngine {
+        model: &model,
+        tokenizer: &lm.tokenizer,
+        on_tokens: None,
+    };
+    // Alone, a prompt has nothing to share: the plain left-padded layout. Greedy
+    // decoding compares both prompts (a sampled row's seed depends on its prompt's
+    // index in the call, so only the first compares sampled).
+    let greedy = params(0.0, 3);
+    let p = params(1.0, 3);
+    let batched_greedy = eng.generate(&ps, 1, &greedy).unwrap();
+    for (i, prompt) in ps.iter().enumerate() {
+        let alone = eng
+            .generate(std::slice::from_ref(prompt), 1, &greedy)
+            .unwrap();
+        assert_eq!(
+            batched_greedy[i][0].token_ids, alone[0][0].token_ids,
+            "prompt {i}"
+        );
+    }
+    let batched = eng.generate(&ps, 2, &p).unwrap();
+    let alone = eng.generate(&ps[..1], 2, &p).unwrap();
+    for s in 0..2 {
+        assert_eq!(batched[0][s].token_ids, alone[0][s].token_ids);
+        for (a, b) in batched[0][s].logprobs.iter().zip(&alone[0][s].logprobs) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+    // And the trainer's forward, which encodes every prompt whole, agrees.
+    let flat: Vec<_> = batched.iter().flatten().collect();
+    let pr: Vec<&[u32]> = flat.iter().map(|c| ps[c.prompt_index].as_slice()).collect();
+    let cs: Vec<&[u32]> = flat.iter().map(|c| c.token_ids.as_slice()).collect();
+    let scores = completion_logprobs(&model, &pr, &cs, 1.0, Mode::Train, false).unwrap();
+    let train: Vec<Vec<f32>> = scores.logprobs.to_vec2().unwrap();
+    for (row, c) in flat.iter().enumerate() {
+        for (k, &lp) in c.logprobs.iter().enumerate() {
+            assert!((lp - train[row][k]).abs() < 1e-5, "row {row} token {k}");
+        }
+    }
+}
