@@ -6,6 +6,7 @@
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::kernels;
+use crate::kernels::attention::Mask;
 use crate::layers::{attention_probs, rms_norm, rope_heads, Linear, Mlp, Mode};
 use crate::recompute::GradSink;
 pub use crate::shared_prefix::SharedPrefix;
@@ -240,7 +241,11 @@ impl Model {
         mode: Mode,
     ) -> Result<Tensor> {
         let (cos, sin) = self.rope_tables(positions)?;
-        let mask = mask.map(|m| m.to_dtype(self.dtype())).transpose()?;
+        // Wrapped once here, so every layer shares one scan of the mask's visible ends.
+        let mask = match mask {
+            Some(m) => Some(Mask::new(m.to_dtype(self.dtype())?)),
+            None => None,
+        };
         self.run_blocks(ids, &AttnInput::Rows { cos, sin, mask }, cache, mode)
     }
 
@@ -362,7 +367,7 @@ pub(crate) enum AttnInput {
     Rows {
         cos: Tensor,
         sin: Tensor,
-        mask: Option<Tensor>,
+        mask: Option<Mask>,
     },
     /// `x` `[1, tokens, h]`: prompts and the completions that share them, packed.
     Shared(SharedPrefix),
@@ -375,7 +380,7 @@ impl AttnInput {
             AttnInput::Rows { cos, sin, mask } => AttnInput::Rows {
                 cos: cos.detach(),
                 sin: sin.detach(),
-                mask: mask.as_ref().map(|m| m.detach()),
+                mask: mask.as_ref().map(Mask::detach),
             },
             AttnInput::Shared(sp) => AttnInput::Shared(sp.clone()),
         })
@@ -420,7 +425,7 @@ fn attention(
     x: &Tensor,
     cos: &Tensor,
     sin: &Tensor,
-    mask: Option<&Tensor>,
+    mask: Option<&Mask>,
     cache: Option<&mut KvCache>,
     mode: Mode,
 ) -> Result<Tensor> {
@@ -436,7 +441,7 @@ fn attention(
     if mode == Mode::Infer && t <= kernels::attention_decode::MAX_QUERIES && kernels::supported(&q)
     {
         let scale = 1.0 / (hd as f64).sqrt();
-        let out = kernels::attention_decode::attention(&q, &k, &v, mask, scale)?;
+        let out = kernels::attention_decode::attention(&q, &k, &v, mask.map(Mask::tensor), scale)?;
         return attn
             .o
             .forward(&out.transpose(1, 2)?.reshape((b, t, nh * hd))?, mode);
@@ -490,7 +495,7 @@ pub(crate) fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: Option<&Tensor>,
+    mask: Option<&Mask>,
     mode: Mode,
 ) -> Result<Tensor> {
     let (b, nh, t, hd) = q.dims4()?;
@@ -504,7 +509,7 @@ pub(crate) fn attend(
         // Fused on the CPU: no score matrix kept, the causal tail skipped.
         kernels::attention::attention(&q, k, v, mask, scale)?
     } else {
-        let probs = attention_probs(&q.matmul(&k.t()?)?, mask, scale, mode)?;
+        let probs = attention_probs(&q.matmul(&k.t()?)?, mask.map(Mask::tensor), scale, mode)?;
         probs.matmul(v)? // [b, nkv, rep*t, d]
     };
     out.reshape((b, nh, t, hd))?

@@ -14,6 +14,7 @@
 //! from its G completions add up through the gathers (`index_select`'s backward pass).
 
 use crate::config::ModelConfig;
+use crate::kernels::attention::Mask;
 use crate::layers::{rope_heads, Mode};
 use crate::model::{attend, causal_mask, mask_value, positions, Attention};
 use candle_core::{DType, Device, Result, Tensor};
@@ -45,11 +46,11 @@ pub struct SharedPrefix {
     prompt_cos: Tensor,
     prompt_sin: Tensor,
     /// `[np, 1, lp, lp]` additive.
-    prompt_mask: Tensor,
+    prompt_mask: Mask,
     comp_cos: Tensor,
     comp_sin: Tensor,
     /// `[nc, 1, lc, lp + lc]` additive: the prompt's real positions, then causal.
-    comp_mask: Tensor,
+    comp_mask: Mask,
 }
 
 impl SharedPrefix {
@@ -123,7 +124,7 @@ impl SharedPrefix {
             }
         }
         let (prompt_cos, prompt_sin) = rope(&positions(&pads, 0, lp, device)?)?;
-        let prompt_mask = causal_mask(&pads, 0, lp, device)?;
+        let prompt_mask = Mask::new(causal_mask(&pads, 0, lp, device)?);
         let mut pos = Vec::with_capacity(nc * lc);
         for &g in group {
             pos.extend((0..lc).map(|i| (prompt_lens[g] + i) as u32));
@@ -139,7 +140,7 @@ impl SharedPrefix {
                 row[lp + i + 1..].fill(neg);
             }
         }
-        let comp_mask = Tensor::from_vec(m, (nc, 1, lc, keys), device)?;
+        let comp_mask = Mask::new(Tensor::from_vec(m, (nc, 1, lc, keys), device)?);
         let u32s = |v: Vec<u32>| {
             let n = v.len();
             Tensor::from_vec(v, n, device)
@@ -186,10 +187,10 @@ impl SharedPrefix {
         let mut p = self.clone();
         p.prompt_cos = cast(&self.prompt_cos)?;
         p.prompt_sin = cast(&self.prompt_sin)?;
-        p.prompt_mask = cast(&self.prompt_mask)?;
+        p.prompt_mask = self.prompt_mask.cast(dtype)?;
         p.comp_cos = cast(&self.comp_cos)?;
         p.comp_sin = cast(&self.comp_sin)?;
-        p.comp_mask = cast(&self.comp_mask)?;
+        p.comp_mask = self.comp_mask.cast(dtype)?;
         Ok(p)
     }
 }

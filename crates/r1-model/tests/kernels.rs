@@ -2,6 +2,7 @@
 //! f64), and its backward pass against finite differences in f64.
 
 use candle_core::{DType, Device, Tensor, Var};
+use r1_model::kernels::attention::Mask;
 use r1_model::kernels::{
     attention, rms_norm::rms_norm, rope::rope_split_heads, softmax, swiglu::swiglu,
 };
@@ -177,7 +178,8 @@ fn fused_attention_matches_composite() {
             let mk = mask.to_dtype(dtype).unwrap();
             let scale = 1.0 / (d as f64).sqrt();
             let fused = |ts: &[Tensor]| {
-                attention::attention(&ts[0], &ts[1], &ts[2], Some(&mk), scale).unwrap()
+                attention::attention(&ts[0], &ts[1], &ts[2], Some(&Mask::new(mk.clone())), scale)
+                    .unwrap()
             };
             let comp = |ts: &[Tensor]| attention_composite(ts, Some(&mk), scale);
             let inputs = [q, k, v];
@@ -190,7 +192,14 @@ fn fused_attention_matches_composite() {
                     .to_dtype(dtype)
                     .unwrap();
                 let fused = |ts: &[Tensor]| {
-                    attention::attention(&ts[0], &ts[1], &ts[2], Some(&causal), scale).unwrap()
+                    attention::attention(
+                        &ts[0],
+                        &ts[1],
+                        &ts[2],
+                        Some(&Mask::new(causal.clone())),
+                        scale,
+                    )
+                    .unwrap()
                 };
                 check_finite_differences(&inputs, &fused);
             }
@@ -211,7 +220,7 @@ fn fused_attention_rejects_bad_shapes() {
     let k = randn(&[1, 2, 5, 16], 2, DType::F32);
     let mask = causal_mask(&[0], 0, 4, &Device::Cpu).unwrap();
     // 6 query rows are not a whole number of 4-token heads; keys 5 ≠ mask's 4.
-    assert!(attention::attention(&q, &k, &k, Some(&mask), 1.0).is_err());
+    assert!(attention::attention(&q, &k, &k, Some(&Mask::new(mask)), 1.0).is_err());
     assert!(attention::attention(&q, &k, &randn(&[1, 2, 5, 8], 3, DType::F32), None, 1.0).is_err());
     assert!(
         attention::attention(&q, &randn(&[1, 1, 5, 16], 3, DType::F32), &k, None, 1.0).is_err()

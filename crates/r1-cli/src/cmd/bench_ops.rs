@@ -163,6 +163,7 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
     let (cos, sin) = (ang.cos()?, ang.sin()?);
     let sc = randn(&[batch, nkv, rep * seq, seq], dev)?;
     let mask = causal_mask(&vec![0; batch], 0, seq, dev)?;
+    let fused_mask = kernels::attention::Mask::new(mask.clone());
     let gu = randn(&[batch, seq, inter], dev)?;
     let scale = 1.0 / (hd as f64).sqrt();
     type F<'a> = Box<dyn Fn(&[Tensor]) -> Result<Tensor> + 'a>;
@@ -209,7 +210,7 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
                     &t[0],
                     &t[1],
                     &t[2],
-                    Some(&mask),
+                    Some(&fused_mask),
                     scale,
                 )?)
             }),

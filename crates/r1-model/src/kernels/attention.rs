@@ -25,9 +25,9 @@
 
 use super::cpu::{has_avx512, lane_dot, lane_max, lane_sum, slice, wide, with_data, Real};
 use super::logprob::flush_subnormal;
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, TensorId};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Query rows per register tile.
 const ROWS: usize = 6;
@@ -42,12 +42,62 @@ pub fn supported(q: &Tensor) -> bool {
     super::supported(q) && q.dim(candle_core::D::Minus1).is_ok_and(|d| d % 16 == 0)
 }
 
+/// An additive attention mask `[b or 1, 1, t, s]` with, found on first use and shared
+/// by its clones, one past the last key each of its rows can see. Every layer of a
+/// forward pass gets the same mask, so built once per pass (where the mask is made),
+/// the scan (~1–3 ms at 8 × 256) runs once per pass rather than once per layer.
+#[derive(Debug, Clone)]
+pub struct Mask {
+    tensor: Tensor,
+    ends: Arc<OnceLock<Arc<Vec<usize>>>>,
+}
+
+impl Mask {
+    pub fn new(tensor: Tensor) -> Self {
+        Self {
+            tensor,
+            ends: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+
+    /// The same mask with no ties to a graph.
+    pub fn detach(&self) -> Self {
+        Self {
+            tensor: self.tensor.detach(),
+            ends: self.ends.clone(),
+        }
+    }
+
+    /// The same mask in `dtype`, detached from any graph; its ends carry over (casting
+    /// keeps which keys are hidden).
+    pub fn cast(&self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(Self {
+            tensor: self.tensor.detach().to_dtype(dtype)?,
+            ends: self.ends.clone(),
+        })
+    }
+
+    /// For each mask row: one past the last key it can see (all keys if it sees none).
+    fn visible_ends(&self) -> Result<Arc<Vec<usize>>> {
+        if let Some(e) = self.ends.get() {
+            return Ok(e.clone());
+        }
+        let ends = Arc::new(scan_visible_ends(&self.tensor)?);
+        // Two threads racing here computed the same ends; either copy will do.
+        Ok(self.ends.get_or_init(|| ends).clone())
+    }
+}
+
 /// `softmax(scale · q·kᵀ + mask) · v`, differentiable in `q`, `k` and `v`.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: Option<&Tensor>,
+    mask: Option<&Mask>,
     scale: f64,
 ) -> Result<Tensor> {
     let (b, g, m, d) = q.dims4()?;
@@ -61,7 +111,8 @@ pub fn attention(
         );
     }
     let (t, kend) = match mask {
-        Some(mk) => {
+        Some(mask) => {
+            let mk = mask.tensor();
             let (mb, one, t, ms) = mk.dims4()?;
             if one != 1 || ms != s || (mb != b && mb != 1) || t == 0 || m % t != 0 {
                 bail!(
@@ -69,7 +120,7 @@ pub fn attention(
                     mk.dims()
                 );
             }
-            let ends = visible_ends(mk)?;
+            let ends = mask.visible_ends()?;
             let mk = mk.contiguous()?.to_dtype(q.dtype())?;
             (t, Some((ends, mk, mb)))
         }
@@ -83,25 +134,6 @@ pub fn attention(
     };
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
-}
-
-/// For each mask row: one past the last key it can see (all keys if it sees none).
-/// A forward pass hands every layer the same mask tensor (two in the packed layout),
-/// so the last few masks' ends are remembered by tensor id (ids are never reused, and
-/// masks are never written in place); scanning one costs ~1–3 ms a call.
-fn visible_ends(mask: &Tensor) -> Result<Arc<Vec<usize>>> {
-    static RECENT: Mutex<Vec<(TensorId, Arc<Vec<usize>>)>> = Mutex::new(Vec::new());
-    let recent = || RECENT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, ends)) = recent().iter().find(|(id, _)| *id == mask.id()) {
-        return Ok(ends.clone());
-    }
-    let ends = Arc::new(scan_visible_ends(mask)?);
-    let mut r = recent();
-    if r.len() == 4 {
-        r.remove(0);
-    }
-    r.push((mask.id(), ends.clone()));
-    Ok(ends)
 }
 
 fn scan_visible_ends(mask: &Tensor) -> Result<Vec<usize>> {
