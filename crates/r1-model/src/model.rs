@@ -566,7 +566,7 @@ pub fn positions(pad: &[usize], past: usize, t: usize, device: &Device) -> Resul
 
 /// [`positions`] for rows whose padding starts at `pad_at` (see
 /// [`causal_mask_padded_at`]): the shared tokens keep their index, a row's own tokens
-/// continue right after them, and padding slots (masked) repeat the next position.
+/// continue right after them, and padding slots (masked) take the first own token's.
 pub fn positions_padded_at(
     pad_at: usize,
     pad: &[usize],
