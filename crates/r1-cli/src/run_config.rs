@@ -17,6 +17,15 @@ pub enum Template {
     Raw,
 }
 
+/// Writes a run's effective configuration to `path` atomically (a killed write leaves
+/// the previous file). Runs save it when they start and again when resumed, so flags
+/// given with `--resume` (`--device`, `--max-steps`, …) are on record too.
+pub fn save_toml<T: Serialize>(path: &Path, cfg: &T) -> Result<()> {
+    let text = toml::to_string_pretty(cfg)?;
+    r1_eval::output::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Reads a TOML config over the command's defaults; errors name the file, and toml
 /// names the key and line.
 ///

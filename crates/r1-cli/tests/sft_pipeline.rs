@@ -76,6 +76,9 @@ fn sft_resumes_at_the_same_step() {
     let (code, err) = r1(&["sft", "--resume", &p, "--max-steps", "6"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("at step 3"), "{err}");
+    // The saved config records the flag the run was resumed with.
+    let saved = std::fs::read_to_string(part.join("config.toml")).unwrap();
+    assert!(saved.contains("max_steps = 6"), "{saved}");
     let (a, b) = (losses(&full), losses(&part));
     assert_eq!(a.len(), 6);
     assert_eq!(

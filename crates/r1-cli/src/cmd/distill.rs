@@ -111,14 +111,10 @@ pub fn run(a: Args) -> Result<()> {
     }
     a.dev.apply(&mut cfg.device, &mut cfg.dtype);
     // A device or dtype this build cannot use fails before anything is written.
-    device(&cfg)?;
+    let on = crate::device::from_config(&cfg.device, &cfg.dtype)?;
     std::fs::create_dir_all(&a.output).with_context(|| format!("{}", a.output.display()))?;
-    std::fs::write(&saved, toml::to_string_pretty(&cfg)?)?;
-    distill(&cfg, &a.output)
-}
-
-fn device(cfg: &DistillConfig) -> Result<(candle_core::Device, candle_core::DType)> {
-    crate::device::from_config(&cfg.device, &cfg.dtype)
+    crate::run_config::save_toml(&saved, &cfg)?;
+    distill(&cfg, &a.output, on)
 }
 
 /// Fails before any work when an input the remaining stages need is missing or bad:
@@ -146,8 +142,13 @@ fn check_inputs(cfg: &DistillConfig, sample: bool, fine_tune: bool) -> Result<()
     Ok(())
 }
 
-/// Runs the stages whose output is missing.
-pub fn distill(cfg: &DistillConfig, dir: &Path) -> Result<()> {
+/// Runs the stages whose output is missing, on `dev` in `dtype` (parsed from the
+/// config's keys by the caller).
+pub fn distill(
+    cfg: &DistillConfig,
+    dir: &Path,
+    (dev, dtype): (candle_core::Device, candle_core::DType),
+) -> Result<()> {
     let traces = dir.join("traces.jsonl");
     let kept_path = dir.join("kept.jsonl");
     let sft_dir = dir.join("sft");
@@ -158,7 +159,6 @@ pub fn distill(cfg: &DistillConfig, dir: &Path) -> Result<()> {
             .clone()
             .context("no prompts: set `data` in the config or pass --data")?;
         let examples = r1_tasks::load_jsonl(&data)?;
-        let (dev, dtype) = device(cfg)?;
         let teacher =
             r1_model::load(cfg.teacher.as_deref(), &dev, dtype).context("teacher model")?;
         eprintln!(

@@ -142,6 +142,7 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
             &device,
             dtype,
         )?;
+        crate::run_config::save_toml(&dir.join(CONFIG_FILE), cfg)?;
         (lm, Some((ckpt, st)))
     } else {
         if dir.join(checkpoint::CHECKPOINT_DIR).exists() {
@@ -151,7 +152,7 @@ pub fn train(cfg: &SftConfig, dir: &Path, resume: bool) -> Result<SftOutcome> {
                 dir.display()
             );
         }
-        std::fs::write(dir.join(CONFIG_FILE), toml::to_string_pretty(cfg)?)?;
+        crate::run_config::save_toml(&dir.join(CONFIG_FILE), cfg)?;
         (r1_model::load(cfg.model.as_deref(), &device, dtype)?, None)
     };
     if cfg.template == SftTemplate::Chat && !lm.tokenizer.has_chat_template() {

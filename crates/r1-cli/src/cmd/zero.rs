@@ -348,6 +348,7 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
         Some(d) => {
             let (lm, ckpt, state) =
                 checkpoint::resume(d, cfg.model.as_deref(), cfg.lora.is_some(), &device, dtype)?;
+            crate::run_config::save_toml(&d.join(CONFIG_FILE), &cfg)?;
             (lm, Some((ckpt, state)))
         }
         None => {
@@ -358,7 +359,7 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
                     dir.display()
                 );
             }
-            std::fs::write(dir.join(CONFIG_FILE), toml::to_string_pretty(&cfg)?)?;
+            crate::run_config::save_toml(&dir.join(CONFIG_FILE), &cfg)?;
             (r1_model::load(cfg.model.as_deref(), &device, dtype)?, None)
         }
     };

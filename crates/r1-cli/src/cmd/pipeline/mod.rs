@@ -53,12 +53,11 @@ pub fn run(a: Args) -> Result<()> {
     }
     check_inputs(&cfg)?;
     // A device or dtype this build cannot use fails before anything is written.
-    crate::device::from_config(&cfg.device, &cfg.dtype)?;
+    let on = crate::device::from_config(&cfg.device, &cfg.dtype)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-    if a.resume.is_none() {
-        std::fs::write(dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
-    }
-    pipeline(&cfg, &dir)
+    // Saved on resume too, so a run continued with --device/--dtype records them.
+    crate::run_config::save_toml(&dir.join("config.toml"), &cfg)?;
+    pipeline(&cfg, &dir, on)
 }
 
 /// Fails before any work when a configured input file is missing.
@@ -96,9 +95,13 @@ pub fn check_inputs(cfg: &PipelineConfig) -> Result<()> {
     Ok(())
 }
 
-/// Runs every stage not yet complete, then writes the report.
-pub fn pipeline(cfg: &PipelineConfig, dir: &Path) -> Result<()> {
-    let (device, dtype) = crate::device::from_config(&cfg.device, &cfg.dtype)?;
+/// Runs every stage not yet complete on `device` in `dtype` (parsed from the config's
+/// keys by the caller), then writes the report.
+pub fn pipeline(
+    cfg: &PipelineConfig,
+    dir: &Path,
+    (device, dtype): (candle_core::Device, candle_core::DType),
+) -> Result<()> {
     let task = r1_tasks::load_task(&cfg.task, cfg.reasoning_rl.grpo.seed)?;
     let mut eval = match &cfg.eval.data {
         Some(p) => r1_tasks::load_jsonl(p)?,
