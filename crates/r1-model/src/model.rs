@@ -529,61 +529,59 @@ pub fn mask_value(dtype: DType) -> f32 {
 /// Additive mask `[b, 1, t, past + t]` for `t` new tokens after `past` cached ones, where
 /// row `r`'s first `pad[r]` positions are left padding.
 pub fn causal_mask(pad: &[usize], past: usize, t: usize, device: &Device) -> Result<Tensor> {
-    causal_mask_padded_at(0, pad, past, t, device)
-}
-
-/// [`causal_mask`] for rows whose padding starts at position `pad_at` instead of 0: the
-/// layout of prompts that share their first `pad_at` tokens, which are encoded once
-/// and then followed by each row's padding and its own tokens.
-pub fn causal_mask_padded_at(
-    pad_at: usize,
-    pad: &[usize],
-    past: usize,
-    t: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let s = past + t;
-    let neg = mask_value(DType::F32);
-    let mut m = vec![0f32; pad.len() * t * s];
-    for (r, &p) in pad.iter().enumerate() {
-        for i in 0..t {
-            let qpos = past + i;
-            let row = &mut m[(r * t + i) * s..(r * t + i + 1) * s];
-            for (j, v) in row.iter_mut().enumerate() {
-                if j > qpos || (j >= pad_at && j < pad_at + p) {
-                    *v = neg;
-                }
-            }
-        }
-    }
-    Tensor::from_vec(m, (pad.len(), 1, t, s), device)
+    RowPadding { at: 0, pad }.causal_mask(past, t, device)
 }
 
 /// Positions `[b, t]` for tokens `past..past+t` of rows with `pad[r]` left-padding tokens.
 pub fn positions(pad: &[usize], past: usize, t: usize, device: &Device) -> Result<Tensor> {
-    positions_padded_at(0, pad, past, t, device)
+    RowPadding { at: 0, pad }.positions(past, t, device)
 }
 
-/// [`positions`] for rows whose padding starts at `pad_at` (see
-/// [`causal_mask_padded_at`]): the shared tokens keep their index, a row's own tokens
-/// continue right after them, and padding slots (masked) take the first own token's.
-pub fn positions_padded_at(
-    pad_at: usize,
-    pad: &[usize],
-    past: usize,
-    t: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut p = Vec::with_capacity(pad.len() * t);
-    for &pr in pad {
-        for i in past..past + t {
-            let pos = if i < pad_at {
-                i
-            } else {
-                pad_at + (i - pad_at).saturating_sub(pr)
-            };
-            p.push(pos as u32);
+/// Where each row's padding sits: `pad[r]` masked slots from position `at`. Plain left
+/// padding has `at = 0`; prompts that share their first `at` tokens, encoded once (the
+/// sampler does), are padded after them, before each row's own tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct RowPadding<'a> {
+    pub at: usize,
+    pub pad: &'a [usize],
+}
+
+impl RowPadding<'_> {
+    /// Additive mask `[b, 1, t, past + t]` for `t` new tokens after `past` cached ones:
+    /// causal, with each row's padding hidden.
+    pub fn causal_mask(&self, past: usize, t: usize, device: &Device) -> Result<Tensor> {
+        let s = past + t;
+        let neg = mask_value(DType::F32);
+        let mut m = vec![0f32; self.pad.len() * t * s];
+        for (r, &p) in self.pad.iter().enumerate() {
+            for i in 0..t {
+                let qpos = past + i;
+                let row = &mut m[(r * t + i) * s..(r * t + i + 1) * s];
+                for (j, v) in row.iter_mut().enumerate() {
+                    if j > qpos || (j >= self.at && j < self.at + p) {
+                        *v = neg;
+                    }
+                }
+            }
         }
+        Tensor::from_vec(m, (self.pad.len(), 1, t, s), device)
     }
-    Tensor::from_vec(p, (pad.len(), t), device)
+
+    /// Positions `[b, t]` for tokens `past..past+t`: tokens before the padding keep
+    /// their index, a row's own tokens continue right after them, and padding slots
+    /// (masked) take the first own token's.
+    pub fn positions(&self, past: usize, t: usize, device: &Device) -> Result<Tensor> {
+        let mut p = Vec::with_capacity(self.pad.len() * t);
+        for &pr in self.pad {
+            for i in past..past + t {
+                let pos = if i < self.at {
+                    i
+                } else {
+                    self.at + (i - self.at).saturating_sub(pr)
+                };
+                p.push(pos as u32);
+            }
+        }
+        Tensor::from_vec(p, (self.pad.len(), t), device)
+    }
 }

@@ -14,9 +14,7 @@ use crate::sampling::{sample_token, SamplingParams};
 use crate::{Completion, FinishReason, RolloutEngine};
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use r1_model::model::{
-    causal_mask, causal_mask_padded_at, mask_value, positions, positions_padded_at,
-};
+use r1_model::model::{causal_mask, positions, RowPadding};
 use r1_model::{KvCache, Mode, Model, Tokenizer};
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -153,8 +151,12 @@ impl RolloutEngine for LocalEngine<'_> {
             ids.extend_from_slice(&q[shared..]);
         }
         let ids = Tensor::from_vec(ids, (prompts.len(), plen), &device)?;
-        let pos = positions_padded_at(shared, &pads, shared, plen, &device)?;
-        let mask = causal_mask_padded_at(shared, &pads, shared, plen, &device)?;
+        let layout = RowPadding {
+            at: shared,
+            pad: &pads,
+        };
+        let pos = layout.positions(shared, plen, &device)?;
+        let mask = layout.causal_mask(shared, plen, &device)?;
         let hidden = model.forward(&ids, &pos, Some(&mask), Some(&mut cache), Mode::Infer)?;
         let last = hidden.narrow(1, plen - 1, 1)?.squeeze(1)?;
         let prompt_logits = self.logits(&last)?;
@@ -234,14 +236,12 @@ impl RolloutEngine for LocalEngine<'_> {
                 .collect();
             let ids = Tensor::from_vec(next, (b, 1), &device)?;
             let row_pads: Vec<usize> = active.iter().map(|&i| seqs[i].pad).collect();
-            let pos = positions_padded_at(shared, &row_pads, past, 1, &device)?;
-            let neg = mask_value(DType::F32);
-            let mut m = vec![0f32; b * (past + 1)];
-            for (r, &pad) in row_pads.iter().enumerate() {
-                let from = r * (past + 1) + shared;
-                m[from..from + pad].fill(neg);
-            }
-            let mask = Tensor::from_vec(m, (b, 1, 1, past + 1), &device)?;
+            let rows = RowPadding {
+                at: shared,
+                pad: &row_pads,
+            };
+            let pos = rows.positions(past, 1, &device)?;
+            let mask = rows.causal_mask(past, 1, &device)?;
             let hidden = model.forward(&ids, &pos, Some(&mask), Some(&mut cache), Mode::Infer)?;
             logits = self.logits(&hidden.squeeze(1)?)?;
         }

@@ -348,7 +348,7 @@ pub fn train_with(cfg: ZeroConfig, dir: &Path, resume: bool, ov: Overrides) -> R
         Some(d) => {
             let (lm, ckpt, state) =
                 checkpoint::resume(d, cfg.model.as_deref(), cfg.lora.is_some(), &device, dtype)?;
-            crate::run_config::save_toml(&d.join(CONFIG_FILE), &cfg)?;
+            crate::run_config::save_toml(&dir.join(CONFIG_FILE), &cfg)?;
             (lm, Some((ckpt, state)))
         }
         None => {
