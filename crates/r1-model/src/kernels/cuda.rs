@@ -1,5 +1,6 @@
-//! The GPU side of the fused kernels: `cuda_kernels.cu`, compiled once per process with
-//! NVRTC and launched on candle's stream, so they are ordered with candle's own kernels.
+//! The GPU side of the fused kernels: `cuda_common.cuh` and `cuda_kernels.cu`, compiled
+//! together once per process with NVRTC and launched on candle's stream, so they are
+//! ordered with candle's own kernels.
 //! Each function here is the CUDA twin of a CPU kernel in this folder, for f32 and bf16
 //! tensors; the CustomOps call them from `cuda_fwd` and from their backward passes.
 
@@ -12,7 +13,10 @@ use candle_core::op::BackpropOp;
 use candle_core::{bail, CudaDevice, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 use std::sync::{Arc, OnceLock};
 
-const SOURCE: &str = include_str!("cuda_kernels.cu");
+const SOURCE: &str = concat!(
+    include_str!("cuda_common.cuh"),
+    include_str!("cuda_kernels.cu")
+);
 const MODULE: &str = "r1_fused_kernels";
 /// Threads per block of the row kernels (RMSNorm, softmax) and the element-wise ones.
 const BLOCK: u32 = 256;

@@ -1,58 +1,7 @@
 // r1's fused GPU kernels, the CUDA twins of the CPU kernels beside this file (same
 // formulas, same layouts; see each CPU module's header). Compiled once per process with
-// NVRTC (kernels/cuda.rs), so a CUDA build needs no extra build step. Every kernel
-// exists for f32 and bf16; bf16 values are widened to f32 for the arithmetic and
-// rounded once on the way out. bf16 is handled as raw bits so no CUDA header is needed.
-
-typedef unsigned short bf16_t;
-#define NEG_INF __int_as_float(0xff800000u)
-
-__device__ __forceinline__ float ld(const float* p, long long i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16_t* p, long long i) {
-    return __uint_as_float(((unsigned int)p[i]) << 16);
-}
-__device__ __forceinline__ void st(float* p, long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
-    unsigned int u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN stays a (quiet) NaN
-        p[i] = (bf16_t)((u >> 16) | 0x40u);
-        return;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
-    p[i] = (bf16_t)(u >> 16);
-}
-
-// Sum of `v` over the block (blockDim.x a multiple of 32), returned to every thread.
-// The leading barrier lets consecutive calls reuse `sh`.
-__device__ float block_sum(float v, float* sh) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.f;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    return sh[0];
-}
-
-__device__ float block_max(float v, float* sh) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (int)(blockDim.x >> 5) ? sh[lane] : NEG_INF;
-        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    return sh[0];
-}
+// NVRTC (kernels/cuda.rs), after cuda_common.cuh, so a CUDA build needs no extra build
+// step.
 
 // ---- RMSNorm: y = x · rsqrt(mean(x²) + eps) · w, one block per row.
 template <typename T>
