@@ -1,6 +1,6 @@
-//! The GPU side of the fused kernels: `cuda_common.cuh` and `cuda_kernels.cu`, compiled
-//! together once per process with NVRTC and launched on candle's stream, so they are
-//! ordered with candle's own kernels.
+//! The GPU side of the fused kernels: `cuda_common.cuh`, `cuda_kernels.cu` and
+//! `cuda_attention.cu`, compiled together once per process with NVRTC and launched on
+//! candle's stream, so they are ordered with candle's own kernels.
 //! Each function here is the CUDA twin of a CPU kernel in this folder, for f32 and bf16
 //! tensors; the CustomOps call them from `cuda_fwd` and from their backward passes.
 
@@ -15,7 +15,8 @@ use std::sync::{Arc, OnceLock};
 
 const SOURCE: &str = concat!(
     include_str!("cuda_common.cuh"),
-    include_str!("cuda_kernels.cu")
+    include_str!("cuda_kernels.cu"),
+    include_str!("cuda_attention.cu")
 );
 const MODULE: &str = "r1_fused_kernels";
 /// Threads per block of the row kernels (RMSNorm, softmax) and the element-wise ones.
