@@ -2,7 +2,8 @@
 # r1 beside the peer (transformers / PyTorch / TRL) on one NVIDIA GPU, in one sitting:
 # generation at batch 1/8/32, training 8 x 256 and the GRPO step of configs/grpo-peer-match.toml.
 #   R1=path/to/r1-built-with-cuda PEER=../shared/peer-bench MODEL_DIR=hf-folder \
-#     OUT=/tmp/r1-gpu bash scripts/gpu/bench-gpu.sh [gen train grpo]
+#     OUT=/tmp/r1-gpu bash scripts/gpu/bench-gpu.sh [gen train grpo flash]
+# `flash` checks and times the fused GPU attention against cuBLAS around the softmax.
 # MODEL_DIR is the peer's Hugging Face copy of SmolLM2-135M-Instruct (peer-bench's
 # convert_model.py makes it); r1 reads its default GGUF from $R1_HOME/models.
 # Peak GPU memory is what nvidia-smi reports for the whole device, sampled every 100 ms
@@ -15,7 +16,7 @@ MODEL_DIR=${MODEL_DIR:?the peer Hugging Face model folder}
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/r1-gpu}
 DTYPES=${DTYPES:-bf16 f32}
-WHAT=${*:-gen train grpo}
+WHAT=${*:-gen train grpo}  # `flash` only when asked
 mkdir -p "$OUT"
 export PEER MODEL_DIR PEER_MODEL_DIR=$MODEL_DIR HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -45,6 +46,19 @@ for dt in $DTYPES; do
     run "peer-train-$dt" "$PY" scripts/gpu/peer_gpu.py train "$dt"
   fi
 done
+if has flash; then
+  # The fused GPU attention (opt-in, R1_CUDA_FLASH_ATTENTION=1) against cuBLAS around the
+  # fused softmax: its kernel test, one layer's attention forward + backward, and whole
+  # training steps, each way in one sitting.
+  run flash-test env R1_CUDA_FLASH_ATTENTION=1 cargo test --release --features cuda -p r1-model --test cuda_kernels
+  for dt in $DTYPES; do
+    run "r1-ops-$dt-flash" env R1_CUDA_FLASH_ATTENTION=1 "$R1" bench --device cuda --dtype "$dt" --what ops --json "$OUT/r1-ops-$dt-flash.json"
+    for way in cublas flash cublas flash; do
+      flag=0; [ "$way" = flash ] && flag=1
+      run "r1-train-$dt-$way" env R1_CUDA_FLASH_ATTENTION=$flag "$R1" bench --device cuda --dtype "$dt" --what train --train-steps 5 --json "$OUT/r1-train-$dt-$way.json"
+    done
+  done
+fi
 if has grpo; then
   # f32 on both sides, as on the CPU: the same recipe, only the device changes.
   rm -rf "$OUT/r1-grpo"

@@ -60,3 +60,31 @@ fn cuda_attention_kernels_match_the_formulas_under_emulation() {
     }
     let _ = std::fs::remove_file(&exe);
 }
+
+/// `kernels/cuda.rs` sizes its launches from copies of the kernels' tile constants (it
+/// is compiled only with the `cuda` feature, so this reads both sources as text).
+#[test]
+fn the_launch_code_uses_the_kernels_tile_sizes() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/kernels");
+    let cu = std::fs::read_to_string(dir.join("cuda_attention.cu")).unwrap();
+    let rs = std::fs::read_to_string(dir.join("cuda.rs")).unwrap();
+    for name in ["FA_SUB", "FA_ROWS", "FA_KEY_ROWS"] {
+        let value = |text: &str, prefix: &str| -> usize {
+            let line = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("{prefix} not found"));
+            line.trim()
+                .trim_end_matches(';')
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{prefix}: no number in {line:?}"))
+        };
+        assert_eq!(
+            value(&cu, &format!("#define {name} ")),
+            value(&rs, &format!("const {name}: usize = ")),
+            "{name} differs between cuda_attention.cu and cuda.rs"
+        );
+    }
+}

@@ -1,9 +1,12 @@
-//! The CUDA kernels (`kernels/cuda_kernels.cu`) against the CPU composites they replace:
-//! values and input gradients, in f32 (tight) and bf16 (bf16's rounding). Built only
-//! with `--features cuda`; on a machine without a GPU each test says so and passes.
+//! The CUDA kernels (`kernels/cuda_kernels.cu`, `kernels/cuda_attention.cu`) against the
+//! CPU composites they replace: values and input gradients, in f32 (tight) and bf16
+//! (bf16's rounding). Built only with `--features cuda`; on a machine without a GPU each
+//! test says so and passes (`tests/cuda_emulated.rs` checks the attention kernels' source
+//! without one).
 #![cfg(feature = "cuda")]
 
 use candle_core::{DType, Device, Tensor, Var};
+use r1_model::kernels::attention::{self, Mask};
 use r1_model::kernels::{rms_norm::rms_norm, rope::rope_split_heads, softmax, swiglu::swiglu};
 use r1_model::layers::{attention_probs_composite, rms_norm_composite, rope_composite};
 use r1_model::model::causal_mask;
@@ -168,4 +171,61 @@ fn swiglu_kernel_matches_composite() {
         &|t| (t[0].silu().unwrap() * &t[1]).unwrap(),
         "swiglu",
     );
+}
+
+#[test]
+fn fused_attention_kernel_matches_composite() {
+    // The GPU attention is opt-in; this test is what it waits on.
+    std::env::set_var("R1_CUDA_FLASH_ATTENTION", "1");
+    /// Batch, KV heads, query heads per KV head, new positions, cached positions, head
+    /// dim, and each row's padding (no mask if `None`).
+    struct Case(usize, usize, usize, usize, usize, usize, Option<Vec<usize>>);
+    // GQA over cached keys with a left-padded row whose first queries see nothing; head
+    // dim 128; one mask for a batch of 2; more rows and keys than a block holds.
+    let cases = [
+        Case(2, 2, 3, 37, 40, 64, Some(vec![0, 45])),
+        Case(1, 2, 2, 70, 0, 128, Some(vec![40])),
+        Case(2, 1, 3, 20, 30, 64, Some(vec![3])),
+        Case(1, 1, 3, 130, 0, 64, Some(vec![0])),
+        Case(1, 3, 1, 45, 0, 64, None),
+    ];
+    for (i, Case(b, g, rep, t, past, d, pad)) in cases.into_iter().enumerate() {
+        let s = past + t;
+        let seed = 20 + 4 * i as u64;
+        let q = randn(&[b, g, rep * t, d], seed);
+        let k = randn(&[b, g, s, d], seed + 1);
+        let v = randn(&[b, g, s, d], seed + 2);
+        let scale = 1.0 / (d as f64).sqrt();
+        let mask = pad.map(|p| causal_mask(&p, past, t, &Device::Cpu).unwrap());
+        if let Some(dev) = gpu() {
+            let probe = q.to_device(&dev).unwrap();
+            assert!(
+                attention::supported(&probe),
+                "the fused GPU attention is not selected"
+            );
+        }
+        let m2 = mask.clone();
+        check(
+            &[q, k, v],
+            &move |ts| {
+                let mk = m2.as_ref().map(|m| {
+                    Mask::new(
+                        m.to_dtype(ts[0].dtype())
+                            .unwrap()
+                            .to_device(ts[0].device())
+                            .unwrap(),
+                    )
+                });
+                attention::attention(&ts[0], &ts[1], &ts[2], mk.as_ref(), scale).unwrap()
+            },
+            &|ts| {
+                let scores = ts[0].matmul(&ts[1].t().unwrap()).unwrap();
+                attention_probs_composite(&scores, mask.as_ref(), scale)
+                    .unwrap()
+                    .matmul(&ts[2])
+                    .unwrap()
+            },
+            &format!("fused attention, case {i}"),
+        );
+    }
 }

@@ -93,9 +93,10 @@ pub fn run(cfg: &ModelConfig, batch: usize, seq: usize, dev: &Device) -> Result<
             });
         }
     }
-    // Attention: where r1's fused kernel runs (the CPU), it is timed as a whole below;
-    // elsewhere a step runs Q·Kᵀ and P·V as batched GEMMs (per batch and KV group,
-    // query heads folded into rows) around the fused softmax.
+    // Attention: where r1's fused kernel runs (the CPU, or a GPU with
+    // R1_CUDA_FLASH_ATTENTION=1), it is timed as a whole below against the GEMMs around
+    // the fused softmax; elsewhere a step runs Q·Kᵀ and P·V as batched GEMMs (per batch
+    // and KV group, query heads folded into rows) around the fused softmax.
     let rep = nh / nkv;
     let q = randn(&[batch, nkv, rep * seq, hd], dev)?;
     let k = randn(&[batch, nkv, seq, hd], dev)?;

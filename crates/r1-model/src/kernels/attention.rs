@@ -37,8 +37,13 @@ const KEYS: usize = 32;
 const KEY_ROWS: usize = 4;
 
 /// Whether the fused kernel takes these operands: f32/f64 on the CPU, head dims a
-/// multiple of 16.
+/// multiple of 16; with the `cuda` feature, f32/bf16 on a GPU with head dims 64 or 128
+/// when `R1_CUDA_FLASH_ATTENTION=1` (see `cuda::attention_supported`).
 pub fn supported(q: &Tensor) -> bool {
+    #[cfg(feature = "cuda")]
+    if !super::turned_off() && super::cuda::attention_supported(q) {
+        return true;
+    }
     super::supported(q) && q.dim(candle_core::D::Minus1).is_ok_and(|d| d % 16 == 0)
 }
 
@@ -50,6 +55,8 @@ pub fn supported(q: &Tensor) -> bool {
 pub struct Mask {
     tensor: Tensor,
     ends: Arc<OnceLock<Arc<Vec<usize>>>>,
+    /// The ends as a u32 tensor on the mask's device, for the GPU kernels.
+    device_ends: Arc<OnceLock<Tensor>>,
 }
 
 impl Mask {
@@ -57,6 +64,7 @@ impl Mask {
         Self {
             tensor,
             ends: Arc::new(OnceLock::new()),
+            device_ends: Arc::new(OnceLock::new()),
         }
     }
 
@@ -69,6 +77,7 @@ impl Mask {
         Self {
             tensor: self.tensor.detach(),
             ends: self.ends.clone(),
+            device_ends: self.device_ends.clone(),
         }
     }
 
@@ -78,6 +87,7 @@ impl Mask {
         Ok(Self {
             tensor: self.tensor.detach().to_dtype(dtype)?,
             ends: self.ends.clone(),
+            device_ends: self.device_ends.clone(),
         })
     }
 
@@ -89,6 +99,18 @@ impl Mask {
         let ends = Arc::new(scan_visible_ends(&self.tensor)?);
         // Two threads racing here computed the same ends; either copy will do.
         Ok(self.ends.get_or_init(|| ends).clone())
+    }
+
+    /// [`Self::visible_ends`] as a u32 tensor `[rows]` on the mask's device.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn device_ends(&self) -> Result<Tensor> {
+        if let Some(e) = self.device_ends.get() {
+            return Ok(e.clone());
+        }
+        let ends: Vec<u32> = self.visible_ends()?.iter().map(|&e| e as u32).collect();
+        let n = ends.len();
+        let ends = Tensor::from_vec(ends, n, self.tensor.device())?;
+        Ok(self.device_ends.get_or_init(|| ends).clone())
     }
 }
 
@@ -121,8 +143,22 @@ pub fn attention(
                 );
             }
             let ends = mask.visible_ends()?;
+            let device_ends = if q.device().is_cpu() {
+                None
+            } else {
+                Some(mask.device_ends()?)
+            };
             let mk = mk.contiguous()?.to_dtype(q.dtype())?;
-            (t, Some((ends, mk, mb)))
+            let tensor = mk;
+            (
+                t,
+                Some(CallMask {
+                    ends,
+                    tensor,
+                    mb,
+                    device_ends,
+                }),
+            )
         }
         None => (m, None),
     };
@@ -153,11 +189,31 @@ struct FusedAttention {
     scale: f64,
     /// Positions per query head (`m / rep`).
     t: usize,
-    /// Per mask row the visible end, the mask itself, and its batch size (1 or `b`).
-    mask: Option<(Arc<Vec<usize>>, Tensor, usize)>,
+    mask: Option<CallMask>,
     /// Each query row's max logit and reciprocal normaliser, `[rows, 2]`, from the
     /// forward pass for the backward one.
-    stats: Mutex<Option<Vec<f64>>>,
+    stats: Mutex<Option<Stats>>,
+}
+
+/// The mask of one call, as the kernels read it.
+struct CallMask {
+    /// Per mask row, one past the last key it can see.
+    ends: Arc<Vec<usize>>,
+    /// `[mb, 1, t, s]`, contiguous, in the queries' dtype.
+    tensor: Tensor,
+    /// The mask's batch size (1 or `b`).
+    mb: usize,
+    /// On a GPU, `ends` as a u32 tensor there.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    device_ends: Option<Tensor>,
+}
+
+/// Where the forward pass left its per-row statistics.
+enum Stats {
+    Host(Vec<f64>),
+    /// f32 `[rows, 2]` on the GPU.
+    #[cfg(feature = "cuda")]
+    Device(Tensor),
 }
 
 /// The shapes and mask of one (batch, KV head) task.
@@ -509,6 +565,56 @@ fn backward_task<T: Real, const W: usize>(
 #[cfg(target_arch = "x86_64")]
 use super::attention_avx512 as avx;
 
+#[cfg(feature = "cuda")]
+impl FusedAttention {
+    /// Runs `f` with the mask as the GPU kernels take it.
+    fn with_gpu_mask<R>(
+        &self,
+        f: impl FnOnce(Option<&super::cuda::AttentionMask<'_>>) -> Result<R>,
+    ) -> Result<R> {
+        match &self.mask {
+            Some(CallMask {
+                tensor,
+                mb,
+                device_ends: Some(ends),
+                ..
+            }) => f(Some(&super::cuda::AttentionMask {
+                mask: tensor,
+                ends,
+                mb: *mb,
+            })),
+            Some(_) => bail!("attention: the mask's ends are not on the GPU"),
+            None => f(None),
+        }
+    }
+
+    fn backward_gpu(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        o: &Tensor,
+        go: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, g, m, d) = q.dims4()?;
+        let dims = super::cuda::AttentionDims {
+            b,
+            g,
+            m,
+            s: k.dim(2)?,
+            d,
+            t: self.t,
+        };
+        let guard = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(Stats::Device(stats)) = guard.as_ref() else {
+            bail!("attention: backward pass before the forward one");
+        };
+        self.with_gpu_mask(|mask| {
+            super::cuda::attention_bwd(q, k, v, o, go, stats, mask, dims, self.scale)
+        })
+    }
+}
+
 /// `(b, g, m, s, d)`: batch, KV heads, query rows per KV head, keys, head dim.
 type Dims = (usize, usize, usize, usize, usize);
 
@@ -518,11 +624,11 @@ impl FusedAttention {
         let (_b, g, m, s, d) = dims;
         let t = self.t;
         let mask = match (&self.mask, mask) {
-            (Some((ends, _, mb)), Some(mk)) => {
-                let bi = if *mb == 1 { 0 } else { i / g };
+            (Some(cm), Some(mk)) => {
+                let bi = if cm.mb == 1 { 0 } else { i / g };
                 Some((
                     &mk[bi * t * s..(bi + 1) * t * s],
-                    &ends[bi * t..(bi + 1) * t],
+                    &cm.ends[bi * t..(bi + 1) * t],
                 ))
             }
             _ => None,
@@ -540,7 +646,7 @@ impl FusedAttention {
     /// Runs `f` on the mask's data, if there is a mask.
     fn with_mask<T: Real, R>(&self, f: impl FnOnce(Option<&[T]>) -> Result<R>) -> Result<R> {
         match &self.mask {
-            Some((_, mk, _)) => with_data::<T, _>(mk, |m| f(Some(m))),
+            Some(cm) => with_data::<T, _>(&cm.tensor, |m| f(Some(m))),
             None => f(None),
         }
     }
@@ -573,7 +679,7 @@ impl FusedAttention {
                 });
             Ok(())
         })?;
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(Stats::Host(stats));
         Ok(o)
     }
 
@@ -590,7 +696,7 @@ impl FusedAttention {
         let s = k.dim(2)?;
         let dims = (b, g, m, s, d);
         let guard = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(stats) = guard.as_ref() else {
+        let Some(Stats::Host(stats)) = guard.as_ref() else {
             bail!("attention: backward pass before the forward one");
         };
         let mut dq = vec![T::zero(); b * g * m * d];
@@ -682,6 +788,34 @@ impl CustomOp3 for FusedAttention {
         Ok((o, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let [b, g, m, d] = l1.shape().dims() else {
+            bail!("attention: q is not 4-D");
+        };
+        let dims = super::cuda::AttentionDims {
+            b: *b,
+            g: *g,
+            m: *m,
+            s: l2.shape().dims()[2],
+            d: *d,
+            t: self.t,
+        };
+        let (o, stats) = self.with_gpu_mask(|mask| {
+            super::cuda::attention_fwd(s1, l1, s2, l2, s3, l3, mask, dims, self.scale)
+        })?;
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(Stats::Device(stats));
+        Ok((o, l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         q: &Tensor,
@@ -690,6 +824,11 @@ impl CustomOp3 for FusedAttention {
         o: &Tensor,
         go: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if q.device().is_cuda() {
+            let (dq, dk, dv) = self.backward_gpu(q, k, v, o, go)?;
+            return Ok((Some(dq), Some(dk), Some(dv)));
+        }
         let (dq, dk, dv) = match q.dtype() {
             candle_core::DType::F32 => self.backward::<f32>(q, k, v, o, go)?,
             candle_core::DType::F64 => self.backward::<f64>(q, k, v, o, go)?,

@@ -419,3 +419,233 @@ pub fn adamw(
     }
     by_dtype!(p.dtype(), run(p, pl, g, gl, m, v, k))
 }
+
+// ---- Fused attention (cuda_attention.cu)
+
+/// Tile sizes of `cuda_attention.cu` (its `FA_*` constants): head dims per thread,
+/// query rows per block of the forward and dQ kernels, keys per block of the dK/dV one.
+const FA_SUB: usize = 32;
+const FA_ROWS: usize = 64;
+const FA_KEY_ROWS: usize = 64;
+
+/// Whether the fused GPU attention takes these queries `[b, g, m, d]`: an f32 or bf16
+/// CUDA tensor with a head dim of 64 or 128, and `R1_CUDA_FLASH_ATTENTION=1` set.
+///
+/// Opt-in until it has run on a GPU: the kernels were written on a machine without
+/// one and are checked there under emulation (`tests/cuda_emulated.rs`);
+/// `tests/cuda_kernels.rs` checks them on a GPU against the CPU kernel, and
+/// `r1 bench --what ops --device cuda` times them against the composite.
+pub fn attention_supported(q: &Tensor) -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("R1_CUDA_FLASH_ATTENTION").is_ok_and(|v| v == "1"));
+    on && supported(q) && matches!(q.dims().last(), Some(64 | 128))
+}
+
+/// The mask of a fused attention call on the GPU: the additive mask `[mb, 1, t, s]` in
+/// the queries' dtype, each of its rows' visible end (`[mb · t]`, u32), and `mb`.
+pub struct AttentionMask<'a> {
+    pub mask: &'a Tensor,
+    pub ends: &'a Tensor,
+    pub mb: usize,
+}
+
+/// Shapes of one call: `(b, g, m, s, d)` and the positions per query head `t`.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionDims {
+    pub b: usize,
+    pub g: usize,
+    pub m: usize,
+    pub s: usize,
+    pub d: usize,
+    pub t: usize,
+}
+
+impl AttentionDims {
+    fn name(&self, kernel: &str) -> String {
+        format!("{kernel}_d{}", self.d)
+    }
+
+    fn threads(&self) -> u32 {
+        ((self.d / FA_SUB) * FA_ROWS) as u32
+    }
+
+    /// Blocks over query rows (forward, dQ).
+    fn rows_cfg(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (self.m.div_ceil(FA_ROWS) as u32, (self.b * self.g) as u32, 1),
+            block_dim: (self.threads(), 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Blocks over keys (dK, dV).
+    fn keys_cfg(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (
+                self.s.div_ceil(FA_KEY_ROWS) as u32,
+                (self.b * self.g) as u32,
+                1,
+            ),
+            block_dim: (((self.d / FA_SUB) * FA_KEY_ROWS) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    fn ints(&self, mb: usize) -> [i32; 5] {
+        [self.m, self.s, self.t, self.g, mb].map(|x| x as i32)
+    }
+}
+
+/// Runs `f` with the mask's and ends' views (the queries' storage standing in for both,
+/// unread, without a mask) and `has_mask`.
+fn with_mask<T: CudaDType, R>(
+    stand_in: &CudaView<'_, T>,
+    mask: Option<&AttentionMask<'_>>,
+    f: impl FnOnce(&CudaView<'_, T>, Option<&CudaView<'_, u32>>, i32, usize) -> Result<R>,
+) -> Result<R> {
+    match mask {
+        Some(mk) => with_storage(mk.mask, |ms, ml| {
+            with_storage(mk.ends, |es, el| {
+                f(&view::<T>(ms, ml)?, Some(&view::<u32>(es, el)?), 1, mk.mb)
+            })
+        }),
+        None => f(stand_in, None, 0, 1),
+    }
+}
+
+/// `softmax(scale · q·kᵀ + mask) · v` for contiguous `q` `[b, g, m, d]`, `k`, `v`
+/// `[b, g, s, d]`; returns the output and each row's max logit and reciprocal
+/// normaliser (`[b·g·m, 2]`, f32) for [`attention_bwd`].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_fwd(
+    q: &CudaStorage,
+    ql: &Layout,
+    k: &CudaStorage,
+    kl: &Layout,
+    v: &CudaStorage,
+    vl: &Layout,
+    mask: Option<&AttentionMask<'_>>,
+    dims: AttentionDims,
+    scale: f64,
+) -> Result<(CudaStorage, Tensor)> {
+    #[allow(clippy::too_many_arguments)]
+    fn run<T: CudaDType + DeviceRepr>(
+        q: &CudaStorage,
+        ql: &Layout,
+        k: &CudaStorage,
+        kl: &Layout,
+        v: &CudaStorage,
+        vl: &Layout,
+        mask: Option<&AttentionMask<'_>>,
+        dims: AttentionDims,
+        scale: f64,
+    ) -> Result<(CudaStorage, Tensor)> {
+        let dev = q.device();
+        let rows = dims.b * dims.g * dims.m;
+        let (qv, kv, vv) = (view::<T>(q, ql)?, view::<T>(k, kl)?, view::<T>(v, vl)?);
+        let o = alloc::<T>(dev, rows * dims.d)?;
+        let stats = alloc::<f32>(dev, rows * 2)?;
+        let scale = scale as f32;
+        with_mask(&qv, mask, |mv, ev, has, mb| {
+            let [m, s, t, g, mb] = dims.ints(mb);
+            // Without a mask, the ends' stand-in is the stats buffer (never read).
+            match ev {
+                Some(ev) => launch!(dev, &dims.name("attention_fwd"), q.dtype(), dims.rows_cfg();
+                    &qv, &kv, &vv, mv, ev, &has, &o, &stats, &m, &s, &t, &g, &mb, &scale),
+                None => launch!(dev, &dims.name("attention_fwd"), q.dtype(), dims.rows_cfg();
+                    &qv, &kv, &vv, mv, &stats, &has, &o, &stats, &m, &s, &t, &g, &mb, &scale),
+            }
+            Ok(())
+        })?;
+        let stats = tensor(stats, dev, (rows, 2));
+        Ok((CudaStorage::wrap_cuda_slice(o, dev.clone()), stats))
+    }
+    by_dtype!(q.dtype(), run(q, ql, k, kl, v, vl, mask, dims, scale))
+}
+
+/// `(∂q, ∂k, ∂v)` of [`attention_fwd`] from its output `o`, the output's gradient `go`
+/// and the forward's `stats`: the dQ kernel (which also writes each row's Σ dO⊙O), then
+/// the dK/dV kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_bwd(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    o: &Tensor,
+    go: &Tensor,
+    stats: &Tensor,
+    mask: Option<&AttentionMask<'_>>,
+    dims: AttentionDims,
+    scale: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    #[allow(clippy::too_many_arguments)]
+    fn run<T: CudaDType + DeviceRepr>(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        o: &Tensor,
+        go: &Tensor,
+        stats: &Tensor,
+        mask: Option<&AttentionMask<'_>>,
+        dims: AttentionDims,
+        scale: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let rows = dims.b * dims.g * dims.m;
+        let keys = dims.b * dims.g * dims.s * dims.d;
+        with_storage(q, |qs, ql| {
+            with_storage(k, |ks, kl| {
+                with_storage(v, |vs, vl| {
+                    with_storage(o, |os, ol| {
+                        with_storage(go, |gs, gl| {
+                            with_storage(stats, |ss, sl| {
+                                let dev = qs.device();
+                                let (qv, kv, vv) =
+                                    (view::<T>(qs, ql)?, view::<T>(ks, kl)?, view::<T>(vs, vl)?);
+                                let (ov, gv) = (view::<T>(os, ol)?, view::<T>(gs, gl)?);
+                                let sv = view::<f32>(ss, sl)?;
+                                let dq = alloc::<T>(dev, rows * dims.d)?;
+                                let (dk, dv) = (alloc::<T>(dev, keys)?, alloc::<T>(dev, keys)?);
+                                let dsum = alloc::<f32>(dev, rows)?;
+                                let scale = scale as f32;
+                                let dtype = q.dtype();
+                                with_mask(&qv, mask, |mv, ev, has, mb| {
+                                    let [m, s, t, g, mb] = dims.ints(mb);
+                                    let (dq_name, dkv_name) = (
+                                        dims.name("attention_bwd_dq"),
+                                        dims.name("attention_bwd_dkv"),
+                                    );
+                                    // Without a mask, the ends' stand-in is the stats (never read).
+                                    match ev {
+                                        Some(ev) => {
+                                            launch!(dev, &dq_name, dtype, dims.rows_cfg();
+                                                &qv, &kv, &vv, mv, ev, &has, &ov, &gv, &sv, &dq,
+                                                &dsum, &m, &s, &t, &g, &mb, &scale);
+                                            launch!(dev, &dkv_name, dtype, dims.keys_cfg();
+                                                &qv, &kv, &vv, mv, ev, &has, &gv, &sv, &dsum, &dk,
+                                                &dv, &m, &s, &t, &g, &mb, &scale);
+                                        }
+                                        None => {
+                                            launch!(dev, &dq_name, dtype, dims.rows_cfg();
+                                                &qv, &kv, &vv, mv, &sv, &has, &ov, &gv, &sv, &dq,
+                                                &dsum, &m, &s, &t, &g, &mb, &scale);
+                                            launch!(dev, &dkv_name, dtype, dims.keys_cfg();
+                                                &qv, &kv, &vv, mv, &sv, &has, &gv, &sv, &dsum, &dk,
+                                                &dv, &m, &s, &t, &g, &mb, &scale);
+                                        }
+                                    }
+                                    Ok(())
+                                })?;
+                                Ok((
+                                    tensor(dq, dev, q.shape()),
+                                    tensor(dk, dev, k.shape()),
+                                    tensor(dv, dev, v.shape()),
+                                ))
+                            })
+                        })
+                    })
+                })
+            })
+        })
+    }
+    by_dtype!(q.dtype(), run(q, k, v, o, go, stats, mask, dims, scale))
+}

@@ -6,10 +6,12 @@
 //!
 //! They run for f32 and f64 on the CPU ([`supported`]). With the `cuda` feature,
 //! RMSNorm, RoPE, the attention softmax, SwiGLU and AdamW also have CUDA kernels
-//! (`cuda`, f32 and bf16; see [`fused_supported`]). Other dtypes and devices use the
-//! composite ops in `layers`, which candle differentiates itself. Each kernel is
-//! checked against its composite, values and gradients: the CPU ones in
-//! `tests/kernels.rs`, the CUDA ones in `tests/cuda_kernels.rs` (on a GPU).
+//! (`cuda`, f32 and bf16; see [`fused_supported`]), and so does the whole attention,
+//! opt-in (`cuda::attention_supported`). Other dtypes and devices use the composite
+//! ops in `layers`, which candle differentiates itself. Each kernel is checked against
+//! its composite, values and gradients: the CPU ones in `tests/kernels.rs`, the CUDA
+//! ones in `tests/cuda_kernels.rs` (on a GPU) and the CUDA attention's source also in
+//! `tests/cuda_emulated.rs` (on the CPU, under emulation).
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
