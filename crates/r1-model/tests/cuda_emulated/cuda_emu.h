@@ -1,9 +1,11 @@
 // Just enough of CUDA to run r1's attention kernels on the CPU, for tests on machines
 // without a GPU. Each block runs alone; its threads are fibers (ucontext) that switch
 // only at barriers: __syncthreads waits for the whole block, a warp shuffle for the
-// thread's 32-lane warp. Between barriers the fibers run in a random order (seeded), so
-// a kernel that reads what another thread writes without a barrier between them gets
-// different results under different seeds. A barrier some threads never reach (a
+// thread's 32-lane warp. One fiber runs at a time, up to its next barrier; a barrier lets
+// its threads go as soon as the last arrives, and the warps take turns in a random order
+// (seeded, drawn again at every __syncthreads), so one warp can run ahead of another. A
+// kernel that reads what another thread writes without a barrier between them then
+// gets different results under different seeds. A barrier some threads never reach (a
 // divergent __syncthreads, a shuffle with lanes missing) is reported as a deadlock.
 // `__shared__` variables become function statics: one copy, shared by the block's
 // threads, reused by the next block (CUDA leaves shared memory undefined at a block's
@@ -43,6 +45,7 @@ struct Launch {
     int current = 0;
     std::vector<float> exchange;  // two slots per thread, for shuffles
     std::vector<int> shuffles;    // per thread, shuffles so far (which slot is next)
+    std::vector<double> dynamic_shared;  // the launch's shared_mem_bytes (double-aligned)
     const std::function<void()>* body = nullptr;
 };
 
@@ -76,31 +79,12 @@ inline void fiber_entry() {
     // uc_link returns to the scheduler.
 }
 
-// Releases every barrier all of whose threads have arrived; false if none could be.
-inline bool release(Launch& L) {
-    int n = (int)L.fibers.size();
-    bool any = false;
-    bool all_at_block = true;
-    for (auto& f : L.fibers)
-        if (f.state != WAITING || f.waiting_on != BLOCK_BARRIER) all_at_block = false;
-    if (all_at_block) {
-        for (auto& f : L.fibers) f.state = RUNNABLE;
-        return true;
-    }
-    for (int w = 0; w < n / 32; ++w) {
-        bool all = true;
-        for (int i = w * 32; i < w * 32 + 32; ++i)
-            if (L.fibers[i].state != WAITING || L.fibers[i].waiting_on != w) all = false;
-        if (all) {
-            for (int i = w * 32; i < w * 32 + 32; ++i) L.fibers[i].state = RUNNABLE;
-            any = true;
-        }
-    }
-    return any;
-}
+inline void* dynamic_shared() { return launch_state->dynamic_shared.data(); }
 
-// Runs `body` as every thread of every block of `grid` × `block`.
-inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
+// Runs `body` as every thread of every block of `grid` × `block`, with `shared_bytes`
+// of dynamic shared memory.
+inline void launch(dim3 grid, dim3 block, const std::function<void()>& body,
+                   size_t shared_bytes = 0) {
     if (block.x % 32 != 0 || block.y != 1 || block.z != 1) {
         std::fprintf(stderr, "cuda_emu: blocks must be 1-D and a multiple of 32 threads\n");
         std::exit(3);
@@ -109,17 +93,20 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
     L.fibers.resize(block.x);
     L.exchange.assign(2 * block.x, 0.f);
     L.shuffles.assign(block.x, 0);
+    L.dynamic_shared.assign(shared_bytes / sizeof(double) + 1, 0.0);
     L.body = &body;
     for (auto& f : L.fibers) f.stack.resize(256 * 1024);
     launch_state = &L;
     grid_dim = grid;
     block_dim = block;
-    std::vector<int> order(block.x);
+    int n = (int)block.x, warps = n / 32;
+    std::vector<std::vector<int>> ready(warps);  // per warp, its threads that may run
+    std::vector<int> warp_arrived(warps), order(warps);
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
                 block_idx = dim3{bx, by, bz};
-                for (int i = 0; i < (int)block.x; ++i) {
+                for (int i = 0; i < n; ++i) {
                     Fiber& f = L.fibers[i];
                     f.state = RUNNABLE;
                     getcontext(&f.ctx);
@@ -127,20 +114,48 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
                     f.ctx.uc_stack.ss_size = f.stack.size();
                     f.ctx.uc_link = &L.scheduler;
                     makecontext(&f.ctx, fiber_entry, 0);
+                    ready[i / 32].push_back(i);
                 }
-                for (;;) {
-                    for (int i = 0; i < (int)block.x; ++i) order[i] = i;
-                    std::shuffle(order.begin(), order.end(), rng);
-                    for (int i : order) {
-                        if (L.fibers[i].state != RUNNABLE) continue;
-                        L.current = i;
-                        swapcontext(&L.scheduler, &L.fibers[i].ctx);
+                for (int w = 0; w < warps; ++w) order[w] = w;
+                std::shuffle(order.begin(), order.end(), rng);
+                std::fill(warp_arrived.begin(), warp_arrived.end(), 0);
+                int block_arrived = 0, done = 0;
+                // The warps run in an order drawn at random at each block-wide barrier:
+                // a thread of the first warp (in that order) with a thread ready runs
+                // next, up to its next barrier, so one warp runs ahead of the others
+                // through its shuffles as it may on a GPU. Within a warp the thread is
+                // picked at random.
+                while (done < n) {
+                    int w = -1;
+                    for (int c : order)
+                        if (!ready[c].empty()) {
+                            w = c;
+                            break;
+                        }
+                    if (w < 0) fail("deadlock: threads wait at different barriers");
+                    auto& rw = ready[w];
+                    size_t k = rng() % rw.size();
+                    int i = rw[k];
+                    rw[k] = rw.back();
+                    rw.pop_back();
+                    L.current = i;
+                    swapcontext(&L.scheduler, &L.fibers[i].ctx);
+                    Fiber& f = L.fibers[i];
+                    if (f.state == DONE) {
+                        ++done;
+                    } else if (f.waiting_on == BLOCK_BARRIER) {
+                        if (++block_arrived == n) {
+                            block_arrived = 0;
+                            for (int j = 0; j < n; ++j)
+                                L.fibers[j].state = RUNNABLE, ready[j / 32].push_back(j);
+                            std::shuffle(order.begin(), order.end(), rng);
+                        }
+                    } else if (++warp_arrived[f.waiting_on] == 32) {
+                        int v = f.waiting_on;
+                        warp_arrived[v] = 0;
+                        for (int j = v * 32; j < v * 32 + 32; ++j)
+                            L.fibers[j].state = RUNNABLE, ready[v].push_back(j);
                     }
-                    bool done = std::all_of(L.fibers.begin(), L.fibers.end(),
-                                            [](const Fiber& f) { return f.state == DONE; });
-                    if (done) break;
-                    // Every fiber that could run now waits at a barrier or is done.
-                    if (!release(L)) fail("deadlock: threads wait at different barriers");
                 }
             }
     launch_state = nullptr;
@@ -157,6 +172,7 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
 #define blockIdx (emu::block_idx)
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
+#define R1_DYNAMIC_SHARED(T, name) T* name = (T*)emu::dynamic_shared()
 
 inline void __syncthreads() { emu::wait(emu::BLOCK_BARRIER); }
 
