@@ -5,6 +5,12 @@
 // the arithmetic and rounded once on the way out.
 
 typedef unsigned short bf16_t;
+
+// Dynamic shared memory (the launch's shared_mem_bytes) as `T name[]`; a macro so the
+// tests' CPU emulation (tests/cuda_emulated/cuda_emu.h) can supply its own.
+#ifndef R1_DYNAMIC_SHARED
+#define R1_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 #define NEG_INF __int_as_float(0xff800000u)
 
 __device__ __forceinline__ float ld(const float* p, long long i) { return p[i]; }

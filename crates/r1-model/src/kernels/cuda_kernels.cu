@@ -24,7 +24,7 @@ __device__ void rms_norm_fwd(const T* x, const T* w, T* y, int h, float eps) {
 template <typename T>
 __device__ void rms_norm_bwd(const T* x, const T* w, const T* g, T* dx, float* dw_part, int rows,
                              int h, float eps, int rows_per_block) {
-    extern __shared__ float dw[];
+    R1_DYNAMIC_SHARED(float, dw);
     __shared__ float sh[32];
     for (int i = threadIdx.x; i < h; i += blockDim.x) dw[i] = 0.f;
     int r0 = blockIdx.x * rows_per_block;

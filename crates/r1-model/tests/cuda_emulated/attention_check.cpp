@@ -10,6 +10,7 @@
 #include "../../src/kernels/cuda_common.cuh"
 #include "../../src/kernels/cuda_attention.cu"
 // clang-format on
+#include "check_util.h"
 
 #include <string>
 
@@ -123,20 +124,6 @@ Result reference(const Problem& p) {
     return r;
 }
 
-template <typename T>
-std::vector<T> to(const std::vector<double>& x) {
-    std::vector<T> out(x.size());
-    for (size_t i = 0; i < x.size(); ++i) st(out.data(), (long long)i, (float)x[i]);
-    return out;
-}
-
-template <typename T>
-std::vector<double> from(const std::vector<T>& x) {
-    std::vector<double> out(x.size());
-    for (size_t i = 0; i < x.size(); ++i) out[i] = ld(x.data(), (long long)i);
-    return out;
-}
-
 // The kernels of one dtype and head dim, by their exported names.
 #define KERNELS(S, D) \
     {attention_fwd_d##D##_##S, attention_bwd_dq_d##D##_##S, attention_bwd_dkv_d##D##_##S}
@@ -196,28 +183,17 @@ Result run(const Problem& p) {
     return {from(o), from(dq), from(dk), from(dv)};
 }
 
-// Largest difference relative to the reference's scale (at least 1).
-double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
-    double scale = 1, diff = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        scale = std::max(scale, std::abs(b[i]));
-        double e = std::abs(a[i] - b[i]);
-        if (!(e <= diff)) diff = e;  // a NaN counts as a failure
-    }
-    return diff / scale;
-}
-
 // The reference computed from the inputs as rounded to T (so bf16 is judged on its
 // arithmetic, not on the rounding of its inputs).
 template <typename T>
-Problem rounded(Problem p) {
-    for (auto* x : {&p.q, &p.k, &p.v, &p.go}) *x = from(to<T>(*x));
+Problem rounded_problem(Problem p) {
+    for (auto* x : {&p.q, &p.k, &p.v, &p.go}) *x = rounded<T>(*x);
     return p;
 }
 
 template <typename T>
 bool check(const Case& c, const char* dtype, double tol, std::mt19937& rng) {
-    Problem p = rounded<T>(make(c, rng));
+    Problem p = rounded_problem<T>(make(c, rng));
     Result want = reference(p), got = run<T>(p);
     const char* names[] = {"o", "dq", "dk", "dv"};
     const std::vector<double>* w[] = {&want.o, &want.dq, &want.dk, &want.dv};
