@@ -175,7 +175,10 @@ pub fn attention(
 fn scan_visible_ends(mask: &Tensor) -> Result<Vec<usize>> {
     let s = mask.dim(3)?;
     let hidden = crate::model::mask_value(candle_core::DType::F32) as f64 / 2.0;
+    // On the host: a GPU mask comes over once per pass, and casting there would need
+    // a bf16 → f64 kernel.
     let rows: Vec<f64> = mask
+        .to_device(&candle_core::Device::Cpu)?
         .to_dtype(candle_core::DType::F64)?
         .flatten_all()?
         .to_vec1()?;
