@@ -496,20 +496,25 @@ impl AttentionDims {
     }
 }
 
-/// Runs `f` with the mask's and ends' views (the queries' storage standing in for both,
-/// unread, without a mask) and `has_mask`.
+/// Runs `f` with the mask's and ends' views, `has_mask` and the mask's batch size.
+/// Without a mask the kernels read neither: the queries stand in for the mask, and a
+/// one-element buffer for the ends.
 fn with_mask<T: CudaDType, R>(
+    dev: &CudaDevice,
     stand_in: &CudaView<'_, T>,
     mask: Option<&AttentionMask<'_>>,
-    f: impl FnOnce(&CudaView<'_, T>, Option<&CudaView<'_, u32>>, i32, usize) -> Result<R>,
+    f: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, u32>, i32, usize) -> Result<R>,
 ) -> Result<R> {
     match mask {
         Some(mk) => with_storage(mk.mask, |ms, ml| {
             with_storage(mk.ends, |es, el| {
-                f(&view::<T>(ms, ml)?, Some(&view::<u32>(es, el)?), 1, mk.mb)
+                f(&view::<T>(ms, ml)?, &view::<u32>(es, el)?, 1, mk.mb)
             })
         }),
-        None => f(stand_in, None, 0, 1),
+        None => {
+            let ends = dev.alloc_zeros::<u32>(1)?;
+            f(stand_in, &ends.slice(0..1), 0, 1)
+        }
     }
 }
 
@@ -546,15 +551,10 @@ pub fn attention_fwd(
         let o = alloc::<T>(dev, rows * dims.d)?;
         let stats = alloc::<f32>(dev, rows * 2)?;
         let scale = scale as f32;
-        with_mask(&qv, mask, |mv, ev, has, mb| {
+        with_mask(dev, &qv, mask, |mv, ev, has, mb| {
             let [m, s, t, g, mb] = dims.ints(mb);
-            // Without a mask, the ends' stand-in is the stats buffer (never read).
-            match ev {
-                Some(ev) => launch!(dev, &dims.name("attention_fwd"), q.dtype(), dims.rows_cfg();
-                    &qv, &kv, &vv, mv, ev, &has, &o, &stats, &m, &s, &t, &g, &mb, &scale),
-                None => launch!(dev, &dims.name("attention_fwd"), q.dtype(), dims.rows_cfg();
-                    &qv, &kv, &vv, mv, &stats, &has, &o, &stats, &m, &s, &t, &g, &mb, &scale),
-            }
+            launch!(dev, &dims.name("attention_fwd"), q.dtype(), dims.rows_cfg();
+                &qv, &kv, &vv, mv, ev, &has, &o, &stats, &m, &s, &t, &g, &mb, &scale);
             Ok(())
         })?;
         let stats = tensor(stats, dev, (rows, 2));
@@ -608,31 +608,16 @@ pub fn attention_bwd(
                                 let dsum = alloc::<f32>(dev, rows)?;
                                 let scale = scale as f32;
                                 let dtype = q.dtype();
-                                with_mask(&qv, mask, |mv, ev, has, mb| {
+                                with_mask(dev, &qv, mask, |mv, ev, has, mb| {
                                     let [m, s, t, g, mb] = dims.ints(mb);
-                                    let (dq_name, dkv_name) = (
-                                        dims.name("attention_bwd_dq"),
-                                        dims.name("attention_bwd_dkv"),
-                                    );
-                                    // Without a mask, the ends' stand-in is the stats (never read).
-                                    match ev {
-                                        Some(ev) => {
-                                            launch!(dev, &dq_name, dtype, dims.rows_cfg();
-                                                &qv, &kv, &vv, mv, ev, &has, &ov, &gv, &sv, &dq,
-                                                &dsum, &m, &s, &t, &g, &mb, &scale);
-                                            launch!(dev, &dkv_name, dtype, dims.keys_cfg();
-                                                &qv, &kv, &vv, mv, ev, &has, &gv, &sv, &dsum, &dk,
-                                                &dv, &m, &s, &t, &g, &mb, &scale);
-                                        }
-                                        None => {
-                                            launch!(dev, &dq_name, dtype, dims.rows_cfg();
-                                                &qv, &kv, &vv, mv, &sv, &has, &ov, &gv, &sv, &dq,
-                                                &dsum, &m, &s, &t, &g, &mb, &scale);
-                                            launch!(dev, &dkv_name, dtype, dims.keys_cfg();
-                                                &qv, &kv, &vv, mv, &sv, &has, &gv, &sv, &dsum, &dk,
-                                                &dv, &m, &s, &t, &g, &mb, &scale);
-                                        }
-                                    }
+                                    let dq_name = dims.name("attention_bwd_dq");
+                                    launch!(dev, &dq_name, dtype, dims.rows_cfg();
+                                        &qv, &kv, &vv, mv, ev, &has, &ov, &gv, &sv, &dq, &dsum,
+                                        &m, &s, &t, &g, &mb, &scale);
+                                    let dkv_name = dims.name("attention_bwd_dkv");
+                                    launch!(dev, &dkv_name, dtype, dims.keys_cfg();
+                                        &qv, &kv, &vv, mv, ev, &has, &gv, &sv, &dsum, &dk, &dv,
+                                        &m, &s, &t, &g, &mb, &scale);
                                     Ok(())
                                 })?;
                                 Ok((

@@ -72,6 +72,53 @@ __device__ __forceinline__ int fa_end(const int* ends, int r, int m, int t, int 
     return r >= m ? 0 : ends ? ends[r % t] : s;
 }
 
+// What the two row kernels (forward, dQ) share: a block's place and its rows' ends.
+struct FaRows {
+    long long bg;   // the (batch, KV head)
+    int r0;         // the block's first query row
+    int lr, sub;    // this thread's row in the block, and its part of the head dims
+    int row, end;   // that row, and its end (0 past the data)
+    bool live;      // whether the row exists
+    int kend;       // the block's furthest end: its key tiles stop there
+};
+
+// Moves `mask` and `ends` to the block's batch element and finds its rows' ends
+// (`es`: FA_ROWS ints of shared memory).
+template <typename T, int TPR>
+__device__ FaRows fa_rows(const T** mask, const int** ends, int* es, int m, int s, int t, int g,
+                          int mb) {
+    FaRows b;
+    b.bg = blockIdx.y;
+    long long mi = mb == 1 ? 0 : b.bg / g;  // the mask's batch element
+    if (*mask) {
+        *mask += mi * t * s;
+        *ends += mi * t;
+    }
+    b.r0 = blockIdx.x * FA_ROWS;
+    b.lr = threadIdx.x / TPR;
+    b.sub = threadIdx.x % TPR;
+    b.row = b.r0 + b.lr;
+    b.live = b.row < m;
+    b.end = fa_end(*mask ? *ends : 0, b.row, m, t, s);
+    if (b.sub == 0) es[b.lr] = b.end;
+    __syncthreads();
+    b.kend = 0;
+    for (int i = 0; i < FA_ROWS; ++i) b.kend = max(b.kend, es[i]);
+    return b;
+}
+
+// Keys and values j0..j0+FA_KEYS and the block's mask entries for them into shared
+// memory, after the previous tile is read.
+template <typename T, int D>
+__device__ void fa_key_tile(float* ks, float* vs, float* ms, const T* k, const T* v,
+                            const T* mask, int j0, int s, int t, int m, int r0) {
+    __syncthreads();
+    fa_load<T, D>(ks, k, j0, s, FA_KEYS);
+    fa_load<T, D>(vs, v, j0, s, FA_KEYS);
+    fa_load_mask(ms, mask, t, s, m, r0, FA_ROWS, j0, FA_KEYS);
+    __syncthreads();
+}
+
 // One block: FA_ROWS query rows of one (batch, KV head) `bg`, over keys in FA_KEYS tiles
 // up to the block's last end, with the online softmax (running max, rescaled sums).
 template <typename T, int D>
@@ -82,22 +129,12 @@ __device__ void fa_fwd(const T* q, const T* k, const T* v, const T* mask, const 
     __shared__ float vs[FA_KEYS * (D / FA_SUB) * (FA_SUB + 1)];
     __shared__ float ms[FA_ROWS * FA_KEYS];
     __shared__ int es[FA_ROWS];
-    long long bg = blockIdx.y;
-    long long mi = mb == 1 ? 0 : bg / g;  // the mask's batch element
-    if (mask) {
-        mask += mi * t * s;
-        ends += mi * t;
-    }
+    FaRows b = fa_rows<T, TPR>(&mask, &ends, es, m, s, t, g, mb);
+    const long long bg = b.bg;
+    const int lr = b.lr, sub = b.sub, row = b.row, end = b.end;
+    const bool live = b.live;
     k += bg * s * D;
     v += bg * s * D;
-    int r0 = blockIdx.x * FA_ROWS, lr = threadIdx.x / TPR, sub = threadIdx.x % TPR;
-    int row = r0 + lr;
-    bool live = row < m;
-    int end = fa_end(mask ? ends : 0, row, m, t, s);
-    if (sub == 0) es[lr] = end;
-    __syncthreads();
-    int kend = 0;
-    for (int i = 0; i < FA_ROWS; ++i) kend = max(kend, es[i]);
 
     long long base = (bg * m + (live ? row : 0)) * D + sub * FA_SUB;
     float qr[FA_SUB], acc[FA_SUB];
@@ -107,12 +144,8 @@ __device__ void fa_fwd(const T* q, const T* k, const T* v, const T* mask, const 
         acc[c] = 0.f;
     }
     float mx = NEG_INF, l = 0.f;
-    for (int j0 = 0; j0 < kend; j0 += FA_KEYS) {
-        __syncthreads();  // the previous tile is read
-        fa_load<T, D>(ks, k, j0, s, FA_KEYS);
-        fa_load<T, D>(vs, v, j0, s, FA_KEYS);
-        fa_load_mask(ms, mask, t, s, m, r0, FA_ROWS, j0, FA_KEYS);
-        __syncthreads();
+    for (int j0 = 0; j0 < b.kend; j0 += FA_KEYS) {
+        fa_key_tile<T, D>(ks, vs, ms, k, v, mask, j0, s, t, m, b.r0);
         float x[FA_KEYS];
         float tmax = NEG_INF;
 #pragma unroll
@@ -162,22 +195,12 @@ __device__ void fa_bwd_dq(const T* q, const T* k, const T* v, const T* mask, con
     __shared__ float vs[FA_KEYS * (D / FA_SUB) * (FA_SUB + 1)];
     __shared__ float ms[FA_ROWS * FA_KEYS];
     __shared__ int es[FA_ROWS];
-    long long bg = blockIdx.y;
-    long long mi = mb == 1 ? 0 : bg / g;
-    if (mask) {
-        mask += mi * t * s;
-        ends += mi * t;
-    }
+    FaRows b = fa_rows<T, TPR>(&mask, &ends, es, m, s, t, g, mb);
+    const long long bg = b.bg;
+    const int lr = b.lr, sub = b.sub, row = b.row, end = b.end;
+    const bool live = b.live;
     k += bg * s * D;
     v += bg * s * D;
-    int r0 = blockIdx.x * FA_ROWS, lr = threadIdx.x / TPR, sub = threadIdx.x % TPR;
-    int row = r0 + lr;
-    bool live = row < m;
-    int end = fa_end(mask ? ends : 0, row, m, t, s);
-    if (sub == 0) es[lr] = end;
-    __syncthreads();
-    int kend = 0;
-    for (int i = 0; i < FA_ROWS; ++i) kend = max(kend, es[i]);
 
     long long idx = bg * m + (live ? row : 0);
     long long base = idx * D + sub * FA_SUB;
@@ -193,12 +216,8 @@ __device__ void fa_bwd_dq(const T* q, const T* k, const T* v, const T* mask, con
     float dd = fa_group_sum<TPR>(dpart);
     float mx = live ? stats[2 * idx] : 0.f, inv = live ? stats[2 * idx + 1] : 0.f;
     if (live && sub == 0) dsum[idx] = dd;
-    for (int j0 = 0; j0 < kend; j0 += FA_KEYS) {
-        __syncthreads();
-        fa_load<T, D>(ks, k, j0, s, FA_KEYS);
-        fa_load<T, D>(vs, v, j0, s, FA_KEYS);
-        fa_load_mask(ms, mask, t, s, m, r0, FA_ROWS, j0, FA_KEYS);
-        __syncthreads();
+    for (int j0 = 0; j0 < b.kend; j0 += FA_KEYS) {
+        fa_key_tile<T, D>(ks, vs, ms, k, v, mask, j0, s, t, m, b.r0);
 #pragma unroll 4
         for (int jj = 0; jj < FA_KEYS; ++jj) {
             const float* kr = ks + fa_at<D>(jj, sub * FA_SUB);
