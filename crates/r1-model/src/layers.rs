@@ -161,7 +161,7 @@ fn flatten_rows(x: &Tensor) -> Result<(Tensor, Vec<usize>)> {
 
 /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`. Sampling's few-row products (decode
 /// steps) run r1's streaming kernel, which beats GEMM's packing up to
-/// [`SMALL_ROWS`] rows; everything else, and anything needing a gradient, runs GEMM.
+/// `kernels::matmul_small::max_rows()` rows; everything else, and anything needing a gradient, runs GEMM.
 pub fn project(x: &Tensor, w: &Tensor, mode: Mode) -> Result<Tensor> {
     if fits_small_kernel(x, mode) && w.dtype() == DType::F32 {
         return kernels::matmul_small::matmul_wt(x, w);
@@ -183,16 +183,13 @@ pub fn gemm_operand(x: &Tensor) -> Result<Tensor> {
 /// Whether [`project`] runs `x` `[rows, k]` (f32 weights assumed) on the streaming kernel.
 fn fits_small_kernel(x: &Tensor, mode: Mode) -> bool {
     mode == Mode::Infer
-        && x.dim(0).is_ok_and(|rows| rows <= SMALL_ROWS)
+        && x.dim(0)
+            .is_ok_and(|rows| rows <= kernels::matmul_small::max_rows())
         && x.dtype() == DType::F32
         && x.device().is_cpu()
         && kernels::matmul_small::available()
         && kernels::supported(x)
 }
-
-/// Up to this many rows [`project`] streams the weights instead of running GEMM
-/// (measured on the SmolLM2 shapes: 2–8× faster at 8 rows, 1.3–4× at 32, even at 64).
-pub const SMALL_ROWS: usize = 32;
 
 /// RMSNorm over the last dimension. f32/f64 on the CPU and f32/bf16 on a GPU run the
 /// fused kernel (with its own backward pass) in both modes; other dtypes sample with

@@ -20,6 +20,18 @@ use rayon::prelude::*;
 /// Largest `m` this kernel is used for; beyond it GEMM's packing pays off.
 pub const MAX_ROWS: usize = 64;
 
+/// Up to how many rows callers should run this kernel rather than GEMM on this CPU.
+/// Measured on the SmolLM2 shapes, a decode step's projections against candle's GEMM:
+/// with AVX-512, 2–8× faster at 8 rows and 1.3–4× at 32; with AVX2 only (an AMD EPYC
+/// VM, session 11), 2.0× at 8 rows, 1.5× at 16 and 0.88× at 32.
+pub fn max_rows() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        return 32;
+    }
+    16
+}
+
 /// Whether this CPU runs the kernel.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -256,7 +268,7 @@ fn broadcast_with<const V: usize, const R: usize>(
         if (t.j1 - t.j0) % R != 0 {
             // SAFETY: AVX-512 was checked by the caller; these columns belong to this
             // task alone.
-            unsafe { columns::<16>(x, j.w, j.out.0, m, j.n, k, t.j0, t.j1) };
+            unsafe { columns::<16, 4>(x, j.w, j.out.0, m, j.n, k, t.j0, t.j1) };
             return;
         }
         for c in (t.j0..t.j1).step_by(R) {
@@ -357,7 +369,7 @@ unsafe fn columns_avx512(
     if mf < m {
         columns_rows::<16>(x, w, out, m, n, k, j0, jf, mf);
     }
-    columns::<16>(x, w, out, m, n, k, jf, j1)
+    columns::<16, 4>(x, w, out, m, n, k, jf, j1)
 }
 
 /// Rows `i0..m` of x against columns `j0..j1`.
@@ -432,14 +444,16 @@ unsafe fn columns_avx2(
     j0: usize,
     j1: usize,
 ) {
-    columns::<8>(x, w, out, m, n, k, j0, j1)
+    // Tiles of 4 `W` rows × 2 `x` rows: 4 × 4 tiles need 16 accumulators, all of AVX2's
+    // 16 registers, and spilled (4 rows ran 5× slower than 3, and 2× slower than GEMM).
+    columns::<8, 2>(x, w, out, m, n, k, j0, j1)
 }
 
-/// Output columns `j0..j1` for all `m` rows, in tiles of 4 `W` rows × 4 `x` rows;
-/// `L` is the SIMD width the accumulators are shaped for.
+/// Output columns `j0..j1` for all `m` rows, in tiles of 4 `W` rows × `C` `x` rows
+/// (`C` ≤ 4); `L` is the SIMD width the accumulators are shaped for.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns<const L: usize>(
+unsafe fn columns<const L: usize, const C: usize>(
     x: &[f32],
     w: &[f32],
     out: *mut f32,
@@ -454,10 +468,10 @@ unsafe fn columns<const L: usize>(
         let r = (j1 - j).min(4);
         let mut i = 0;
         while i < m {
-            let c = (m - i).min(4);
+            let c = (m - i).min(C);
             let mut acc = [[0f32; 4]; 4];
             match (r, c) {
-                (4, 4) => tile::<L, 4, 4>(x, w, k, i, j, &mut acc),
+                (4, c) if c == C => tile::<L, 4, C>(x, w, k, i, j, &mut acc),
                 _ => {
                     for rr in 0..r {
                         for cc in 0..c {
