@@ -47,6 +47,21 @@ __device__ __forceinline__ float fa_group_sum(float v) {
     return v;
 }
 
+// The two head-wide dot products the backward kernels need per (row, key), a·b (the
+// score) and c·e (dO·V), each over this thread's FA_SUB dims and then its row group.
+template <int TPR>
+__device__ __forceinline__ void fa_dots2(const float* a, const float* b, const float* c,
+                                         const float* e, float* ab, float* ce) {
+    float x = 0.f, y = 0.f;
+#pragma unroll
+    for (int i = 0; i < FA_SUB; ++i) {
+        x = fmaf(a[i], b[i], x);
+        y = fmaf(c[i], e[i], y);
+    }
+    *ab = fa_group_sum<TPR>(x);
+    *ce = fa_group_sum<TPR>(y);
+}
+
 // Rows row0..row0+n of `src` [rows, D] into the shared tile `sh`, zeros past `rows`.
 template <typename T, int D>
 __device__ void fa_load(float* sh, const T* src, int row0, int rows, int n) {
@@ -222,14 +237,8 @@ __device__ void fa_bwd_dq(const T* q, const T* k, const T* v, const T* mask, con
         for (int jj = 0; jj < FA_KEYS; ++jj) {
             const float* kr = ks + fa_at<D>(jj, sub * FA_SUB);
             const float* vr = vs + fa_at<D>(jj, sub * FA_SUB);
-            float sp = 0.f, dp = 0.f;
-#pragma unroll
-            for (int c = 0; c < FA_SUB; ++c) {
-                sp = fmaf(qr[c], kr[c], sp);
-                dp = fmaf(gr[c], vr[c], dp);
-            }
-            sp = fa_group_sum<TPR>(sp);
-            dp = fa_group_sum<TPR>(dp);
+            float sp, dp;
+            fa_dots2<TPR>(qr, kr, gr, vr, &sp, &dp);
             float p = j0 + jj < end ? expf(fmaf(sp, scale, ms[lr * FA_KEYS + jj]) - mx) * inv : 0.f;
             float ds = scale * p * (dp - dd);
 #pragma unroll
@@ -297,14 +306,8 @@ __device__ void fa_bwd_dkv(const T* q, const T* k, const T* v, const T* mask, co
         for (int i = 0; i < FA_ROW_TILE; ++i) {
             const float* qq = qs + fa_at<D>(i, sub * FA_SUB);
             const float* gg = gs + fa_at<D>(i, sub * FA_SUB);
-            float sp = 0.f, dp = 0.f;
-#pragma unroll
-            for (int c = 0; c < FA_SUB; ++c) {
-                sp = fmaf(qq[c], kr[c], sp);
-                dp = fmaf(gg[c], vr[c], dp);
-            }
-            sp = fa_group_sum<TPR>(sp);
-            dp = fa_group_sum<TPR>(dp);
+            float sp, dp;
+            fa_dots2<TPR>(qq, kr, gg, vr, &sp, &dp);
             float p = key < rend[i]
                           ? expf(fmaf(sp, scale, ms[i * FA_KEY_ROWS + lk]) - rmax[i]) * rinv[i]
                           : 0.f;
